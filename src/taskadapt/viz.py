@@ -24,6 +24,16 @@ def _np(x: ArrayLike) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def _single_channel(x: ArrayLike) -> np.ndarray:
+    """(1, H, W) or (H, W) -> (H, W) float32 (only the channel axis is dropped)."""
+    a = _np(x).astype(np.float32)
+    if a.ndim == 3:
+        if a.shape[0] != 1:
+            raise ValueError(f"expected a (1, H, W) or (H, W) map, got shape {tuple(a.shape)}")
+        a = a[0]
+    return a
+
+
 def palette(num_classes: int) -> np.ndarray:
     """A fixed, well-separated colour per class, (num_classes, 3) uint8.
 
@@ -60,7 +70,7 @@ def depth_to_rgb(
     """
     import matplotlib
 
-    d = _np(depth).astype(np.float32).squeeze()
+    d = _single_channel(depth)
     valid = np.isfinite(d)
     if vmin is None or vmax is None:
         lo, hi = np.percentile(d[valid], [2, 98]) if valid.any() else (0.0, 1.0)
@@ -83,7 +93,7 @@ def normals_to_rgb(normals: ArrayLike) -> np.ndarray:
 
 def edge_to_rgb(edge: ArrayLike) -> np.ndarray:
     """(1, H, W) or (H, W) boundary map or probability in [0, 1] -> white edges on black."""
-    e = np.nan_to_num(_np(edge).astype(np.float32).squeeze(), nan=0.0)
+    e = np.nan_to_num(_single_channel(edge), nan=0.0)
     g = (e.clip(0, 1) * 255).round().astype(np.uint8)
     return np.repeat(g[..., None], 3, axis=2)
 
