@@ -1,0 +1,57 @@
+"""Surface normals: three channels, unit vectors in the camera frame (x right, y up, z to camera)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from taskadapt.tasks.base import TASKS, TaskKind, TaskSpec, check_choice, check_shapes, masked_mean
+
+
+@dataclass(frozen=True)
+class NormalsTask(TaskSpec):
+    """Label (B, 3, H, W) unit vectors with NaN invalid; the raw prediction is L2-normalised first.
+
+    ``normals_loss="l1"`` (default): mean over valid pixels *and* the 3 channels of
+    |n̂ - n| with n̂ = pred / ||pred|| (element mean, as MTL-PyTorch's normals loss divides by the
+    number of valid elements). ``normals_loss="cosine"``: mean over valid pixels of 1 - <n̂, n>.
+    """
+
+    name: str = "normals"
+    label_key: str = "normals"
+    kind: TaskKind = "regression"
+    primary_metric: str = "mean"
+    higher_is_better: bool = False
+    default_loss_weight: float = 10.0
+    normals_loss: str = "l1"
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "normals_loss", self.normals_loss, ("l1", "cosine"))
+
+    def out_channels(self, num_classes: int | None = None) -> int:
+        return 3
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``pred`` (B, 3, H, W) raw, ``target`` (B, 3, H, W) unit or NaN -> scalar."""
+        check_shapes(self.name, pred, target, 3, 3)
+        valid = self.valid_mask(target)  # (B, H, W): all three channels labelled
+        unit = F.normalize(pred.float(), dim=1, eps=1e-12)
+        gt = torch.nan_to_num(target.float(), nan=0.0)
+        if self.normals_loss == "cosine":
+            return masked_mean(1.0 - (unit * gt).sum(dim=1), valid)
+        return masked_mean((unit - gt).abs(), valid.unsqueeze(1).expand_as(unit))
+
+    def postprocess(self, pred: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> unit vectors (B, 3, H, W)."""
+        return F.normalize(pred, dim=1, eps=1e-12)
+
+    def make_metric(self, num_classes: int | None = None, **kwargs: Any):
+        from taskadapt.metrics import NormalsMetric
+
+        return NormalsMetric(**kwargs)
+
+
+NORMALS = TASKS.register("normals", NormalsTask())
