@@ -1,0 +1,206 @@
+"""NYUD-v2 multitask reader: the ``NYUD_MT`` and ``NYUDv2`` layouts, and procedural scene folders.
+
+One reader covers three folder flavours with the same tree, choosing each file's encoding by its
+extension (so a mixed folder also works):
+
+* ``NYUD_MT`` (MTL-PyTorch / ATRC-HEAD / MTLoRA): images ``.jpg`` (480x640), depth/normals/edge ``.npy``;
+* ``NYUDv2`` (ATRC / InvPT / TaskPrompter): images ``.png`` (425x560), normals ``.png`` (n = 2v/255 - 1),
+  edge ``.png`` (0/255);
+* folders written by taskadapt's procedural scene generator: the ``NYUD_MT`` layout with ``.png``
+  images and a ``meta.json`` whose ``"class_names"`` replace NYU-40 (their count is K) and whose
+  ``"domain"`` goes into ``meta["domain"]``. We assume the generator uses the same semseg encoding
+  (0 = void, k + 1 = class k).
+
+Conventions (as the field's loaders): semseg 0 -> 255, other values shifted by -1 (NYU-40 -> 0..39);
+depth 0 -> NaN; normals with (near-)zero norm -> NaN; edge kept as {0, 1}. Normals are returned in the
+frame they are stored in: we have not verified that the distributed NYUD normals use exactly the
+x-right / y-up / z-towards-camera frame of :mod:`taskadapt.data.sample`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taskadapt.data.datasets.base import (
+    MultiTaskDataset,
+    Sample,
+    float_map,
+    image_tensor,
+    int_label,
+    normals_tensor,
+)
+from taskadapt.data.datasets.files import (
+    UnreadableFile,
+    first_existing,
+    load_json,
+    load_npy,
+    load_png,
+    load_rgb,
+    read_lines,
+)
+
+#: the 40 NYU-v2 classes of Gupta et al. (2013), in label order (raw label k + 1 -> index k)
+NYU40_CLASSES = [
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+    "floor mat", "clothes", "ceiling", "books", "refrigerator", "television", "paper", "towel",
+    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
+    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+]
+
+_DIRS = {"image": "images", "semseg": "segmentation", "depth": "depth", "normals": "normals", "edge": "edge"}
+_EXTS = {"image": (".jpg", ".png"), "semseg": (".png",), "depth": (".npy",),
+         "normals": (".npy", ".png"), "edge": (".npy", ".png")}
+
+
+def as_2d(arr: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W) or (H, W, 1) -> (H, W); anything else is an unreadable file."""
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise UnreadableFile(path, f"unexpected array shape {tuple(arr.shape)}, expected (H, W)")
+    return arr
+
+
+def as_hwc3(arr: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W, 3), or (3, H, W) transposed, -> (H, W, 3)."""
+    if arr.ndim == 3 and arr.shape[-1] != 3 and arr.shape[0] == 3:
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise UnreadableFile(path, f"unexpected array shape {tuple(arr.shape)}, expected (H, W, 3)")
+    return arr
+
+
+def decode_png_normals(v: np.ndarray, path: Path) -> np.ndarray:
+    """uint8 (H, W, 3) -> n = 2 v / 255 - 1."""
+    if v.dtype != np.uint8:
+        raise UnreadableFile(path, f"normals PNG must be 8-bit, got {v.dtype}")
+    return 2.0 * as_hwc3(v, path).astype(np.float32) / 255.0 - 1.0
+
+
+def png_to_unit(raw: np.ndarray) -> np.ndarray:
+    """Grey PNG samples -> float32 in [0, 1] (divided by 255 or 65535 by bit depth)."""
+    if raw.dtype == bool:
+        return raw.astype(np.float32)
+    scale = 65535.0 if raw.dtype == np.uint16 or raw.max(initial=0) > 255 else 255.0
+    return raw.astype(np.float32) / np.float32(scale)
+
+
+class NYUDDataset(MultiTaskDataset):
+    """NYUD-v2 (795 train / 654 val images, 40 classes) and procedural scene folders.
+
+    Args:
+        root: the ``NYUD_MT`` / ``NYUDv2`` / scenes folder.
+        split: a file name in ``gt_sets/`` (``train``, ``val``, ``test`` if present).
+        tasks: subset of ``semseg, depth, normals, edge``; None = those whose folder exists.
+        transform: applied to each sample dict.
+    """
+
+    FORMAT = "nyud"
+    TASKS = ("semseg", "depth", "normals", "edge")
+    SOURCE = ("NYUD_MT.tgz (MTL-PyTorch / ATRC-HEAD / MTLoRA; Google Drive id "
+              "14EAEMXmd3zs2hIMY63UhHPSFPDAkiTzw) or NYUDv2.tar.gz (ATRC / InvPT), both derived from "
+              "the labelled NYU Depth v2 set (Silberman et al. 2012); or `taskadapt data make-scenes`")
+    LAYOUT = """
+        <root>/
+          gt_sets/<split>.txt        one id per line (train, val, optionally test)
+          images/<id>.jpg|.png       RGB
+          segmentation/<id>.png      uint8: 0 = void, 1..K = classes (NYU-40: K = 40)
+          depth/<id>.npy             float (H, W) metres, 0 = invalid
+          normals/<id>.npy|.png      npy (H, W, 3) in [-1, 1], all-zero = invalid; png n = 2v/255 - 1
+          edge/<id>.npy|.png         {0, 1} (png: 0/255)
+          meta.json                  optional (procedural scenes): {"class_names": [...], "domain": "..."}
+    """
+    REQUIRED = ("gt_sets", "images")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        tasks: Sequence[str] | None = None,
+        transform: Callable[[Sample], Sample] | None = None,
+    ):
+        self._meta: dict[str, Any] | None = None
+        super().__init__(root, split, tasks, transform)
+
+    @classmethod
+    def splits(cls, root: str | Path) -> list[str]:
+        return sorted(p.stem for p in (Path(root) / "gt_sets").glob("*.txt"))
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Contents of ``meta.json`` (empty when absent)."""
+        if self._meta is None:
+            path = self.root / "meta.json"
+            data: Any = {}
+            if path.is_file():
+                try:
+                    data = load_json(path)
+                except UnreadableFile as err:
+                    raise self.error(f"{err.reason}: {path}", "fix or delete meta.json") from None
+                if not isinstance(data, dict):
+                    raise self.error(f"{path} must hold a JSON object", "fix or delete meta.json")
+            self._meta = data
+        return self._meta
+
+    def _split_source(self) -> Path:
+        return self.root / "gt_sets" / f"{self.split}.txt"
+
+    def _read_ids(self) -> list[str]:
+        path = self._split_source()
+        try:
+            return read_lines(path)
+        except UnreadableFile as err:
+            raise self.error(f"{err.reason}: {path}", "re-extract the split list") from None
+
+    def _missing_for_task(self, task: str) -> Path | None:
+        folder = self.root / _DIRS[task]
+        return None if folder.is_dir() else folder
+
+    def _class_names(self, task: str) -> list[str]:
+        names = self.meta.get("class_names")
+        if names is None:
+            return list(NYU40_CLASSES)
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise self.error(f"'class_names' in {self.root / 'meta.json'} must be a non-empty list of "
+                             "strings", "fix meta.json")
+        return list(names)
+
+    def _meta_extra(self) -> dict[str, Any]:
+        domain = self.meta.get("domain")
+        return {"domain": str(domain)} if domain is not None else {}
+
+    def _path(self, key: str, sample_id: str) -> Path:
+        folder = self.root / _DIRS[key]
+        return first_existing(*(folder / f"{sample_id}{ext}" for ext in _EXTS[key]))
+
+    def files(self, sample_id: str) -> dict[str, list[Path]]:
+        return {key: [self._path(key, sample_id)] for key in ("image", *self.tasks)}
+
+    def _load(self, sample_id: str) -> Sample:
+        sample: Sample = {"image": image_tensor(load_rgb(self._path("image", sample_id)))}
+        for task in self.tasks:
+            path = self._path(task, sample_id)
+            if task == "semseg":
+                raw = as_2d(load_png(path), path).astype(np.int64)
+                sample[task] = int_label(np.where(raw == 0, 255, raw - 1))
+            elif task == "depth":
+                depth = as_2d(load_npy(path), path).astype(np.float32)
+                sample[task] = float_map(np.where(depth == 0, np.float32(np.nan), depth))
+            elif task == "normals":
+                if path.suffix == ".png":
+                    vec = decode_png_normals(load_png(path), path)
+                else:
+                    vec = as_hwc3(load_npy(path), path).astype(np.float32)
+                sample[task] = normals_tensor(vec)
+            else:  # edge
+                if path.suffix == ".png":
+                    edge = png_to_unit(as_2d(load_png(path), path))
+                else:
+                    edge = as_2d(load_npy(path), path).astype(np.float32)
+                sample[task] = float_map(edge)
+        return sample
