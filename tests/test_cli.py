@@ -27,6 +27,8 @@ def test_make_scenes_then_check_passes(tmp_path, capsys):
     assert main(["data", "check", str(out), "--format", "nyud"]) == 0
     printed = capsys.readouterr().out
     assert "ok" in printed and "train" in printed and "test" in printed
+    assert main(["data", "check", str(out), "--format", "scenes", "--split", "val"]) == 0
+    assert "val" in capsys.readouterr().out
 
 
 def test_check_catches_a_broken_scene_folder(tmp_path, capsys):

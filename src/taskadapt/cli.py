@@ -77,7 +77,9 @@ def make_scenes(
 @data_app.command("check")
 def check(
     root: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    format: Annotated[str, typer.Option("--format", help="Dataset format; see `taskadapt info`.")] = "nyud",
+    format: Annotated[
+        str, typer.Option("--format", help="Dataset format (`scenes` = nyud); see `taskadapt info`.")
+    ] = "nyud",
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Split(s) to check (default: all found).")
     ] = None,
@@ -88,6 +90,8 @@ def check(
     """Validate a dataset folder: layout, ids, shapes and value ranges. Exit 1 if problems are found."""
     from taskadapt.data.check import check_dataset
 
+    if format == "scenes":  # procedural scene folders are NYUD-layout folders with a meta.json
+        format = "nyud"
     report = check_dataset(root, format, splits=split, max_samples=max_samples, progress=True)
     console.print(report.to_table())
     if not report.ok:
