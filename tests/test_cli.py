@@ -68,9 +68,11 @@ def test_make_scenes_refuses_to_overwrite(tmp_path, capsys):
         (["data", "check", "{tmp}/missing", "--format", "nyud"], "missing"),
         (["config", "show", "data.tasks=[smeseg]"], "did you mean 'semseg'"),
         (["config", "show", "{tmp}/none.yaml"], "does not exist"),
+        (["data", "make-scenes", "--out", "{tmp}/file.txt/x", "--train", "1"], "Not a directory"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(tmp_path, capsys, argv, needle):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

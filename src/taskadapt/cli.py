@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     except TaskadaptError as err:
         err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
         return err.exit_code
+    except OSError as err:  # the filesystem refused (not a folder, permission, disk full): name the path
+        where = f" '{err.filename}'" if err.filename else ""
+        err_console.print(f"[bold red]error:[/bold red] cannot access{where}: {err.strerror or err}; "
+                          "check the path and its permissions", highlight=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
