@@ -71,12 +71,72 @@ class DataConfig:
 
 
 @dataclass
+class TAAConfig:
+    """Task-adapted attention (method.md §5)."""
+
+    enabled: bool = True
+    #: one bias per attention head instead of one shared by the heads
+    per_head: bool = False
+    #: block width b of the block-diagonal bias; null = family default (Swin: window size, ViT/PVT: grid width)
+    block_size: int | None = None
+
+
+@dataclass
+class TSNConfig:
+    """Task-scaled norm (method.md §6)."""
+
+    enabled: bool = True
+
+
+@dataclass
+class TROAConfig:
+    """Task-affinity from gradients (method.md §4)."""
+
+    enabled: bool = True
+    #: projection (asymmetric, default) or cosine
+    measure: str = "projection"
+    momentum: float = 0.9
+    #: update the affinity every K training steps
+    every: int = 1
+
+
+@dataclass
+class LoRAConfig:
+    """The LoRA baseline's rank and scale."""
+
+    rank: int = 4
+    alpha: float = 8.0
+
+
+@dataclass
 class ModelConfig:
-    """The network. The model issue extends this section (adapters, TROA, method)."""
+    """The network: backbone, method, adapter layers, decoder."""
 
     backbone: str = "vit_tiny_patch16_224"
     #: local .safetensors/.pth file, ``hf-hub:timm/<repo>``, or null for random initialisation
     pretrained: str | None = None
+    #: architecture overrides passed to the backbone (e.g. {depth: 6, embed_dim: 192, patch_size: 8})
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: input size the model is built for; null = data.crop_size
+    img_size: int | None = None
+    #: adapters (ours), stl, mtl_finetune, frozen_heads, lora, no_taa, no_tsn, no_troa
+    method: str = "adapters"
+    #: 0-based indices over all transformer blocks; null = family default (ViT: last third; Swin: last 4
+    #: of stage 3 + stage 4, as the paper's figure; PVTv2: the last stage)
+    adapter_blocks: list[int] | None = None
+    #: bottleneck C -> C / r -> C
+    bottleneck_ratio: float = 4.0
+    #: also train the pretrained weights of the adapter blocks (the released code's mode)
+    train_block_weights: bool = False
+    #: size D of the task embeddings; null = family default (Swin: window^3 = 343 as the paper; else 128)
+    task_embed_dim: int | None = None
+    decoder_channels: int = 64
+    taa: TAAConfig = field(default_factory=TAAConfig)
+    tsn: TSNConfig = field(default_factory=TSNConfig)
+    troa: TROAConfig = field(default_factory=TROAConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    #: task -> loss weight; tasks not listed use their default (semseg 1, depth 1, normals 10, edge 50)
+    loss_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -245,6 +305,7 @@ def validate(cfg: Config) -> None:
     from taskadapt.data.datasets import list_formats
     from taskadapt.data.scenes import list_domains
     from taskadapt.models import list_backbones
+    from taskadapt.models.methods import list_methods
     from taskadapt.tasks import list_tasks
 
     d = cfg.data
@@ -273,4 +334,25 @@ def validate(cfg: Config) -> None:
         )
     if not 0 <= a.color_jitter <= 1:
         raise ConfigError(f"config key 'data.augment.color_jitter' must be in [0, 1], got {a.color_jitter}")
-    _one_of("model.backbone", cfg.model.backbone, list_backbones(), "backbone")
+    m = cfg.model
+    _one_of("model.backbone", m.backbone, list_backbones(), "backbone")
+    _one_of("model.method", m.method, list_methods(), "method")
+    _one_of("model.troa.measure", m.troa.measure, ["cosine", "projection"], "TROA measure")
+    if not 0 <= m.troa.momentum < 1:
+        raise ConfigError(f"config key 'model.troa.momentum' must be in [0, 1), got {m.troa.momentum}")
+    _positive("model.troa.every", m.troa.every)
+    _positive("model.bottleneck_ratio", m.bottleneck_ratio)
+    _positive("model.decoder_channels", m.decoder_channels)
+    _positive("model.lora.rank", m.lora.rank)
+    for key in ("img_size", "task_embed_dim"):
+        if getattr(m, key) is not None:
+            _positive(f"model.{key}", getattr(m, key))
+    if m.taa.block_size is not None:
+        _positive("model.taa.block_size", m.taa.block_size)
+    if m.adapter_blocks is not None and (not m.adapter_blocks or min(m.adapter_blocks) < 0):
+        raise ConfigError(f"config key 'model.adapter_blocks' must list block indices >= 0, got {m.adapter_blocks}")
+    for task, weight in m.loss_weights.items():
+        if task not in d.tasks:
+            raise ConfigError(f"config key 'model.loss_weights.{task}': '{task}' is not one of data.tasks {d.tasks}")
+        if weight < 0:
+            raise ConfigError(f"config key 'model.loss_weights.{task}' must be >= 0, got {weight}")

@@ -1,27 +1,25 @@
-"""Backbones, adapters, decoder and heads.
+"""Backbones, adapters, decoder and heads: image -> {task: prediction}.
 
-The model issue implements these architectures in plain PyTorch with timm's parameter names
-(method.md §2). The names are declared here first so configurations can be validated against them.
+``create_backbone(name)`` builds a timm-compatible backbone (:mod:`taskadapt.models.backbones`);
+``create_model(config)`` the whole multitask model for a method (:mod:`taskadapt.models.methods`).
 """
 
 from __future__ import annotations
 
-import fnmatch
-
-#: the backbone architectures taskadapt supports, with timm's names
-BACKBONE_NAMES: tuple[str, ...] = (
-    "vit_tiny_patch16_224",
-    "vit_small_patch16_224",
-    "vit_base_patch16_224",
-    "swin_tiny_patch4_window7_224",
-    "swin_small_patch4_window7_224",
-    "swin_base_patch4_window7_224",
-    "pvt_v2_b0",
-    "pvt_v2_b1",
-    "pvt_v2_b2",
-)
+from taskadapt.models.backbones import Backbone, create_backbone, list_backbones
 
 
-def list_backbones(pattern: str = "*") -> list[str]:
-    """Backbone names matching a shell-style pattern, e.g. ``list_backbones("swin*")``."""
-    return sorted(n for n in BACKBONE_NAMES if fnmatch.fnmatch(n, pattern))
+def __getattr__(name: str):
+    # create_model imports the config module, which imports this package: resolve it lazily
+    if name in ("create_model", "num_classes_for"):
+        from taskadapt.models import factory
+
+        return getattr(factory, name)
+    if name in ("MultiTaskModel", "SingleTaskEnsemble"):
+        from taskadapt.models import multitask
+
+        return getattr(multitask, name)
+    raise AttributeError(f"module 'taskadapt.models' has no attribute {name!r}")
+
+
+__all__ = ["Backbone", "MultiTaskModel", "SingleTaskEnsemble", "create_backbone", "create_model", "list_backbones"]

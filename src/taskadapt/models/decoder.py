@@ -1,0 +1,86 @@
+"""Shared light multi-scale decoder and per-task heads (method.md §7, ours).
+
+[paper] "the decoders are shared but have different task heads". [ours] An FPN-style top-down fuse:
+every tapped backbone feature is projected to ``channels`` by a 1x1 conv and placed on a pyramid
+level; from the coarsest level down, the running map is upsampled and added to the next level, then
+refined by a 3x3 conv. Plain ViTs have one stride (16) for every tap, so, as DPT does, the taps are
+resampled to strides 4, 8, 16, 32 (earliest tap finest). Normalisation is GroupNorm, never
+BatchNorm: BatchNorm statistics would mix the task streams folded into the batch (which TROA's
+gradient reading and the stream independence rely on). Prediction happens at stride 4 and is
+upsampled to the input size late (decoding at full resolution per stream was a large share of the
+cost in our prototypes).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels), channels)
+
+
+class ConvNormAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, k: int = 3):
+        super().__init__(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), _norm(cout), nn.GELU())
+
+
+class MultiScaleDecoder(nn.Module):
+    """Fuse taps (S, C_i, H/s_i, W/s_i) into one (S, channels, H/4, W/4) map.
+
+    in_channels / strides: per tap, in the backbone's order. ``level_strides`` (derived) is where each
+    tap is placed: its own stride for pyramids, 4 * 2^k for single-stride (ViT) backbones.
+    """
+
+    def __init__(self, in_channels: list[int], strides: list[int], channels: int = 64, out_stride: int = 4):
+        super().__init__()
+        if len(in_channels) != len(strides) or not in_channels:
+            raise ValueError("the decoder needs one stride per tapped feature")
+        self.out_stride = out_stride
+        if len(set(strides)) == 1 and len(strides) > 1:
+            self.level_strides = [out_stride * 2**k for k in range(len(strides))]
+        else:
+            self.level_strides = list(strides)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.fuse = nn.ModuleList(ConvNormAct(channels, channels) for _ in in_channels)
+        self.refine = ConvNormAct(channels, channels)
+
+    def project(self, index: int, feature: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+        """1x1 projection of tap ``index`` placed at its pyramid level's size. (S, C_i, h, w) -> (S, ch, h', w')."""
+        x = self.lateral[index](feature)
+        size = self.level_size(index, image_hw)
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
+
+    def level_size(self, index: int, image_hw: tuple[int, int]) -> tuple[int, int]:
+        s = self.level_strides[index]
+        return (max(1, -(-image_hw[0] // s)), max(1, -(-image_hw[1] // s)))
+
+    def fuse_levels(self, projected: list[torch.Tensor], image_hw: tuple[int, int]) -> torch.Tensor:
+        """Top-down fuse of already projected levels (all with the same batch S)."""
+        order = sorted(range(len(projected)), key=lambda i: -self.level_strides[i])  # coarsest first
+        x = None
+        for i in order:
+            level = projected[i]
+            if x is not None:
+                level = level + F.interpolate(x, size=level.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.fuse[i](level)
+        out_size = (max(1, -(-image_hw[0] // self.out_stride)), max(1, -(-image_hw[1] // self.out_stride)))
+        if x.shape[-2:] != out_size:
+            x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+        return self.refine(x)
+
+
+class TaskHead(nn.Module):
+    """Per-task head: 3x3 conv, GELU, 1x1 conv to the task's output channels. (S, ch, h, w) -> (S, out, h, w)."""
+
+    def __init__(self, channels: int, out_channels: int):
+        super().__init__()
+        self.conv = ConvNormAct(channels, channels)
+        self.out = nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.conv(x))

@@ -1,0 +1,302 @@
+"""MultiTaskModel: image -> {task: dense prediction}, for every method (method.md §1).
+
+Data flow of ours (``adapters``)::
+
+    image (B, 3, H, W) -> normalise -> frozen backbone prefix, run ONCE   (no activations kept)
+      -> z (B, ...)                                    <- TROA reads dL_t/dz here
+      -> expand to T task streams (T*B, ...), conditioning w_t = TROA mix of task embeddings
+      -> adapter layers: pretrained block with TSN norms and a TAA attention bias, then bottleneck
+      -> taps -> shared multi-scale decoder (prefix taps projected once, then shared by the streams)
+      -> per-task head on its own stream -> upsample to (H, W)
+
+The baselines use the same code with one stream (decoder once, heads on the shared features), and
+``stl`` is one independent such model per task (:class:`SingleTaskEnsemble`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskadapt.errors import ConfigError
+from taskadapt.models.adapters import Bottleneck, TaskAttentionBias, TaskConditioning, TaskScaledNorm
+from taskadapt.models.backbones import Backbone
+from taskadapt.models.decoder import MultiScaleDecoder, TaskHead
+from taskadapt.models.lora import add_lora
+from taskadapt.models.methods import MethodPlan, get_method
+from taskadapt.models.troa import TaskAffinity
+from taskadapt.tasks import get_task
+
+
+def default_adapter_blocks(backbone: Backbone) -> list[int]:
+    """Family defaults (method.md §3): ViT the last third of the blocks; Swin the last 4 blocks of
+    stage 3 and all of stage 4 (the paper's figure); PVTv2 the last stage (square attention)."""
+    steps = backbone.steps()
+    blocks = backbone.block_steps()
+    stages = [steps[i].stage for i in blocks]
+    last = max(stages)
+    if backbone.family == "swin" and last >= 1:
+        third = [k for k, s in enumerate(stages) if s == last - 1][-4:]
+        return third + [k for k, s in enumerate(stages) if s == last]
+    if backbone.family == "pvt_v2":
+        return [k for k, s in enumerate(stages) if s == last]
+    n = len(blocks)
+    return list(range(n - max(1, n // 3), n))
+
+
+def _attention_tokens(backbone: Backbone, step_indices: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(N_q, N_kv) of each listed block, from one dry run on a blank image of the model's size."""
+    wanted = set(step_indices)
+    out: dict[int, tuple[int, int]] = {}
+    with torch.no_grad():
+        state = backbone.stem(torch.zeros(1, 3, *backbone.img_size))
+        for i, step in enumerate(backbone.steps()):
+            if i in wanted:
+                out[i] = step.module.attention_tokens(state)
+            if i >= max(wanted):
+                break
+            state = step(state)
+    return out
+
+
+class AdapterLayer(nn.Module):
+    """The trainable parts added to one pretrained block: TAA bias generator and bottleneck.
+
+    The block itself stays in the backbone (its norms replaced by TSN there), so parameter names of
+    pretrained weights never change.
+    """
+
+    def __init__(self, dim: int, bottleneck_ratio: float, bottleneck_norm: nn.Module,
+                 taa: TaskAttentionBias | None):
+        super().__init__()
+        self.taa = taa
+        self.bottleneck = Bottleneck(dim, bottleneck_ratio, bottleneck_norm)
+
+
+class MultiTaskModel(nn.Module):
+    """One backbone, one shared decoder, one head per task. ``forward(image)`` -> {task: (B, C_t, H, W)}.
+
+    Raw outputs (logits for semseg/edge, metres for depth, unnormalised normals): pass them to the
+    task specs' ``loss`` and ``postprocess``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        tasks: Sequence[str],
+        num_classes: Mapping[str, int] | None = None,
+        plan: MethodPlan | str = "adapters",
+        *,
+        adapter_blocks: Sequence[int] | None = None,
+        bottleneck_ratio: float = 4.0,
+        train_block_weights: bool = False,
+        task_embed_dim: int | None = None,
+        decoder_channels: int = 64,
+        taa_per_head: bool = False,
+        taa_block_size: int | None = None,
+        troa_measure: str = "projection",
+        troa_momentum: float = 0.9,
+        lora_rank: int = 4,
+        lora_alpha: float = 8.0,
+    ):
+        super().__init__()
+        self.plan = get_method(plan) if isinstance(plan, str) else plan
+        self.tasks = list(tasks)
+        if not self.tasks:
+            raise ConfigError("a model needs at least one task")
+        num_classes = dict(num_classes or {})
+        self.num_classes = {t: num_classes[t] for t in self.tasks if t in num_classes}
+        self.backbone = backbone
+        self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)
+        plan = self.plan
+        steps = backbone.steps()
+        blocks = backbone.block_steps()
+        self.taps = sorted(backbone.default_taps())
+        self.last_step = max(self.taps)
+
+        for p in backbone.parameters():
+            p.requires_grad_(plan.train_backbone)
+        if plan.lora:
+            add_lora(backbone, rank=lora_rank, alpha=lora_alpha)
+
+        # -- adapter layers ---------------------------------------------------------------------------
+        self.adapter_steps: list[int] = []
+        self.adapter_layers = nn.ModuleDict()
+        self.conditioning = TaskConditioning()
+        self.split = len(steps)  # steps [0, split) form the shared prefix
+        if plan.adapters:
+            chosen = list(adapter_blocks) if adapter_blocks is not None else default_adapter_blocks(backbone)
+            bad = [k for k in chosen if not 0 <= k < len(blocks)]
+            if bad:
+                raise ConfigError(f"config key 'model.adapter_blocks' has indices {bad} out of range: "
+                                  f"{backbone.name} has {len(blocks)} blocks (0..{len(blocks) - 1})")
+            self.adapter_steps = sorted({blocks[k] for k in chosen})
+            self.split = self.adapter_steps[0]
+            if self.split > self.last_step:
+                raise ConfigError("the adapter blocks come after the last decoder tap; choose earlier blocks")
+            if task_embed_dim is None:
+                window = getattr(backbone, "window_size", None)
+                task_embed_dim = int(window) ** 3 if backbone.family == "swin" and window else 128
+            self.task_embeddings = nn.Parameter(torch.randn(len(self.tasks), task_embed_dim) * 0.02)
+            self.affinity = TaskAffinity(len(self.tasks), troa_measure, troa_momentum)
+            tokens = _attention_tokens(backbone, self.adapter_steps) if plan.taa else {}
+            layers = {}
+            for i in self.adapter_steps:
+                block = steps[i].module
+                dim = block.norm1.normalized_shape[0]
+                if train_block_weights:
+                    for p in block.parameters():
+                        p.requires_grad_(True)
+                if plan.tsn:
+                    block.norm1 = TaskScaledNorm.from_layernorm(block.norm1, task_embed_dim, self.conditioning)
+                    block.norm2 = TaskScaledNorm.from_layernorm(block.norm2, task_embed_dim, self.conditioning)
+                    bn_norm: nn.Module = TaskScaledNorm(dim, task_embed_dim, self.conditioning, eps=1e-6)
+                else:
+                    bn_norm = nn.LayerNorm(dim, eps=1e-6)
+                taa = None
+                if plan.taa:
+                    n_q, n_kv = tokens[i]
+                    if n_q != n_kv:
+                        raise ConfigError(
+                            f"TAA needs square attention but {steps[i].name} attends {n_q} queries to {n_kv} keys "
+                            "(spatial reduction); put the adapters in the last stage or set model.taa.enabled=false"
+                        )
+                    heads = block.attn.num_heads
+                    size = taa_block_size or self._default_taa_block(backbone, n_q)
+                    taa = TaskAttentionBias(n_q, size, task_embed_dim, heads, taa_per_head)
+                layers[str(i)] = AdapterLayer(dim, bottleneck_ratio, bn_norm, taa)
+            self.adapter_layers = nn.ModuleDict(layers)
+
+        later = {id(p) for st in steps[self.split:] for p in st.module.parameters()}
+        self._prefix_params = [p for p in backbone.parameters() if id(p) not in later]
+
+        # -- decoder and heads ---------------------------------------------------------------------------
+        self.decoder = MultiScaleDecoder([backbone.tap_channels(i) for i in self.taps],
+                                         [backbone.tap_stride(i) for i in self.taps], decoder_channels)
+        heads = {}
+        for t in self.tasks:
+            spec = get_task(t)
+            k = self.num_classes.get(t)
+            if spec.kind == "classification" and k is None:
+                raise ConfigError(f"task '{t}' needs its number of classes (num_classes={{'{t}': K}})")
+            heads[t] = TaskHead(decoder_channels, spec.out_channels(k))
+        self.heads = nn.ModuleDict(heads)
+
+    @staticmethod
+    def _default_taa_block(backbone: Backbone, num_tokens: int) -> int:
+        window = getattr(backbone, "window_size", None)
+        if backbone.family == "swin" and window:
+            return int(window)
+        return max(1, int(round(num_tokens**0.5)))
+
+    # -- forward -------------------------------------------------------------------------------------------
+    @property
+    def streams(self) -> bool:
+        return self.plan.streams
+
+    @property
+    def troa_active(self) -> bool:
+        return self.plan.streams and self.plan.troa
+
+    def _prefix_is_frozen(self) -> bool:
+        """True when nothing before the split trains: then the prefix runs without autograd."""
+        return not any(p.requires_grad for p in self._prefix_params)
+
+    def conditioning_vectors(self) -> torch.Tensor:
+        """w (T, D): each task's conditioning vector (affinity-weighted task embeddings)."""
+        return self.affinity.mix(self.task_embeddings, enabled=self.plan.troa)
+
+    def encode(self, image: torch.Tensor) -> tuple[dict[int, torch.Tensor], int]:
+        """Backbone part: image (B, 3, H, W) in [0, 1] -> ({tap step: features}, number of streams T).
+
+        Taps inside the shared prefix are (B, C, h, w); taps after the split are (T*B, C, h, w),
+        stream-major. T is the number of tasks for stream methods, else 1.
+        """
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected images (B, 3, H, W), got {tuple(image.shape)}")
+        B = image.shape[0]
+        x = (image - self.pixel_mean) / self.pixel_std
+        steps = self.backbone.steps()
+        feats: dict[int, torch.Tensor] = {}
+        with torch.no_grad() if self._prefix_is_frozen() else nullcontext():
+            state = self.backbone.stem(x)
+            for i in range(min(self.split, self.last_step + 1)):
+                state = steps[i](state)
+                if i in self.taps:
+                    feats[i] = self.backbone.feature_map(state, i)
+
+        T = len(self.tasks) if self.streams else 1
+        if self.split > self.last_step:
+            return feats, T
+        z = state
+        if self.training and self.troa_active and not z.requires_grad:
+            z = z.detach().requires_grad_(True)  # gradients stop here: the prefix is frozen
+        z_exp = z.unsqueeze(0).expand(T, *z.shape)  # (T, B, ...) -- TROA reads its gradient
+        if self.training and self.troa_active and torch.is_grad_enabled():
+            self.affinity.watch(z_exp)
+        s = z_exp.reshape(T * B, *z.shape[1:])
+        w = self.conditioning_vectors() if self.streams else None
+        self.conditioning.w = w
+        try:
+            for i in range(self.split, self.last_step + 1):
+                layer = self.adapter_layers[str(i)] if i in self.adapter_steps else None
+                bias = layer.taa(w, B) if layer is not None and layer.taa is not None else None
+                s = steps[i](s, attn_bias=bias) if bias is not None else steps[i](s)
+                if layer is not None:
+                    s = layer.bottleneck(s)
+                if i in self.taps:
+                    feats[i] = self.backbone.feature_map(s, i)
+        finally:
+            self.conditioning.w = None
+        return feats, T
+
+    def decode(self, feats: dict[int, torch.Tensor], streams: int, image_hw: tuple[int, int]
+               ) -> dict[str, torch.Tensor]:
+        """Decoder and heads: taps -> {task: (B, C_t, H, W)} at the input resolution."""
+        T = streams
+        projected = []
+        for k, i in enumerate(self.taps):
+            p = self.decoder.project(k, feats[i], image_hw)
+            if T > 1 and i < self.split:  # a prefix tap: projected once, shared by every stream
+                p = p.unsqueeze(0).expand(T, *p.shape).reshape(T * p.shape[0], *p.shape[1:])
+            projected.append(p)
+        fused = self.decoder.fuse_levels(projected, image_hw)  # (T*B, ch, H/4, W/4)
+        fused = fused.view(T, -1, *fused.shape[1:])
+        out = {}
+        for t_index, task in enumerate(self.tasks):
+            pred = self.heads[task](fused[t_index] if self.streams else fused[0])
+            out[task] = F.interpolate(pred, size=image_hw, mode="bilinear", align_corners=False)
+        return out
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image (B, 3, H, W) in [0, 1] -> {task: raw prediction (B, C_t, H, W)}."""
+        feats, T = self.encode(image)
+        return self.decode(feats, T, (image.shape[-2], image.shape[-1]))
+
+    @torch.no_grad()
+    def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None) -> bool:
+        """After ``loss.backward()``: fold the captured per-task gradients into the affinity EMA."""
+        if not self.troa_active:
+            return False
+        return self.affinity.update(loss_weights, present)
+
+
+class SingleTaskEnsemble(nn.Module):
+    """``stl``: one independent :class:`MultiTaskModel` per task (nothing shared)."""
+
+    def __init__(self, models: Mapping[str, MultiTaskModel]):
+        super().__init__()
+        self.tasks = list(models)
+        self.models = nn.ModuleDict(models)
+        self.plan = get_method("stl")
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {t: self.models[t](image)[t] for t in self.tasks}
+
+    def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None) -> bool:
+        return False
