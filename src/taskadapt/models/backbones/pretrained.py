@@ -30,7 +30,10 @@ _MAX_LISTED = 5
 def load_pretrained(model: Backbone, source: str | os.PathLike) -> None:
     """Read ``source``, adapt it with ``model.checkpoint_filter`` and load it strictly into ``model``."""
     state_dict = read_state_dict(source)
-    state_dict = model.checkpoint_filter(state_dict)
+    try:
+        state_dict = model.checkpoint_filter(state_dict)
+    except CheckpointError as err:  # e.g. a position embedding that cannot be resized
+        raise CheckpointError(f"checkpoint {source}: {err}") from None
     problems = _mismatch_report(model, state_dict)
     if problems:
         name = model.name or type(model).__name__
@@ -196,7 +199,7 @@ def _mismatch_report(model: Backbone, state_dict: dict[str, torch.Tensor]) -> st
     missing = [f"{k} {tuple(v.shape)}" for k, v in expected.items() if k not in state_dict]
     unexpected = [f"{k} {tuple(v.shape)}" for k, v in state_dict.items() if k not in expected]
     wrong_shape = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)} in the model"
+        f"{k}: checkpoint {tuple(state_dict[k].shape)}, model {tuple(v.shape)}"
         for k, v in expected.items()
         if k in state_dict and state_dict[k].shape != v.shape
     ]
@@ -204,5 +207,5 @@ def _mismatch_report(model: Backbone, state_dict: dict[str, torch.Tensor]) -> st
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
         if items:
             more = f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
-            parts.append(f"{len(items)} {label}: {', '.join(items[:_MAX_LISTED])}{more}")
-    return "; ".join(parts)
+            parts.append(f"{len(items)} {label}: {'; '.join(items[:_MAX_LISTED])}{more}")
+    return ". ".join(parts)
