@@ -195,7 +195,8 @@ class SwinBlock(nn.Module):
         # a map no larger than the window gets one window of its own size and no shift (timm's rule)
         self.window_size = tuple(r if r <= w else w for r, w in zip(resolution, window, strict=True))
         self.shift_size = tuple(
-            0 if (not shifted or r <= w) else w // 2 for r, w in zip(resolution, self.window_size, strict=True)
+            0 if (not shifted or r <= w) else w // 2
+            for r, w in zip(resolution, self.window_size, strict=True)
         )
         self.padded_resolution = tuple(
             -(-r // w) * w for r, w in zip(resolution, self.window_size, strict=True)
@@ -207,7 +208,11 @@ class SwinBlock(nn.Module):
         self.attn = WindowAttention(dim, num_heads, self.window_size, qkv_bias)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        mask = shift_mask(self.padded_resolution, self.window_size, self.shift_size) if any(self.shift_size) else None
+        mask = (
+            shift_mask(self.padded_resolution, self.window_size, self.shift_size)
+            if any(self.shift_size)
+            else None
+        )
         self.register_buffer("attn_mask", mask, persistent=False)  # not in timm's state_dict either
 
     def attention_tokens(self, state: torch.Tensor) -> tuple[int, int]:
@@ -235,10 +240,10 @@ class SwinBlock(nn.Module):
                 f"swin block built for a {self.input_resolution} map got {(H, W)}; build the backbone with "
                 "the img_size of the input"
             )
-        y = self.norm1(x.reshape(B, H * W, C)).view(B, H, W, C)
+        y = self.norm1(x.reshape(B, H * W, C)).reshape(B, H, W, C)
         x = x + self._window_attention(y, attn_bias)
         tokens = x.reshape(B, H * W, C)
-        return (tokens + self.mlp(self.norm2(tokens))).view(B, H, W, C)
+        return (tokens + self.mlp(self.norm2(tokens))).reshape(B, H, W, C)
 
 
 class PatchMerging(nn.Module):
@@ -275,8 +280,8 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(
-                f"input is {tuple(x.shape[-2:])} but this Swin is built for {self.img_size}; resize the image "
-                "or build the backbone with img_size=..."
+                f"input is {tuple(x.shape[-2:])} but this Swin is built for {self.img_size}; resize the "
+                "image or build the backbone with img_size=..."
             )
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
@@ -425,7 +430,9 @@ class SwinTransformer(Backbone):
             if key.endswith(("relative_position_index", "attn_mask")):
                 continue  # recomputed from the window size, never stored by timm
             if old_layout:
-                key = re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) + 1}.downsample", key)
+                key = re.sub(
+                    r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) + 1}.downsample", key
+                )
             if key.endswith("relative_position_bias_table"):
                 value = self._resize_table(key, value)
             out[key] = value
@@ -514,7 +521,9 @@ def _swin(name: str, defaults: dict, kwargs: dict) -> SwinTransformer:
 def swin_tiny_patch4_window7_224(**kwargs) -> SwinTransformer:
     """Swin-T: 96 wide, depths (2, 2, 6, 2), heads (3, 6, 12, 24), window 7 (27.5 M parameters)."""
     return _swin(
-        "swin_tiny_patch4_window7_224", dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)), kwargs
+        "swin_tiny_patch4_window7_224",
+        dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+        kwargs,
     )
 
 
@@ -522,7 +531,9 @@ def swin_tiny_patch4_window7_224(**kwargs) -> SwinTransformer:
 def swin_small_patch4_window7_224(**kwargs) -> SwinTransformer:
     """Swin-S: 96 wide, depths (2, 2, 18, 2), heads (3, 6, 12, 24), window 7 (48.8 M parameters)."""
     return _swin(
-        "swin_small_patch4_window7_224", dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)), kwargs
+        "swin_small_patch4_window7_224",
+        dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+        kwargs,
     )
 
 
@@ -530,5 +541,7 @@ def swin_small_patch4_window7_224(**kwargs) -> SwinTransformer:
 def swin_base_patch4_window7_224(**kwargs) -> SwinTransformer:
     """Swin-B: 128 wide, depths (2, 2, 18, 2), heads (4, 8, 16, 32), window 7 (86.7 M parameters)."""
     return _swin(
-        "swin_base_patch4_window7_224", dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)), kwargs
+        "swin_base_patch4_window7_224",
+        dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+        kwargs,
     )
