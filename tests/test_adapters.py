@@ -31,15 +31,18 @@ def test_tsn_equals_pretrained_layernorm_at_init():
     ctx.w = torch.randn(3, 4)  # 3 tasks
     x = torch.randn(3 * 2, 5, 6)  # 3 streams x batch 2
     torch.testing.assert_close(tsn(x), ln(x), rtol=0, atol=1e-6)
-    assert set(dict(tsn.named_parameters())) == {"weight", "bias", "film.weight", "film.bias"}
+    assert set(dict(tsn.named_parameters())) == {"weight", "bias", "film.0.weight", "film.0.bias",
+                                                 "film.1.weight", "film.1.bias"}
 
 
 def test_tsn_scales_each_task_stream_by_its_own_vector():
     ctx = TaskConditioning()
-    tsn = TaskScaledNorm(4, cond_dim=2, conditioning=ctx)
+    tsn = TaskScaledNorm(4, cond_dim=2, conditioning=ctx, hidden=2)
     with torch.no_grad():
-        tsn.film.weight.zero_()
-        tsn.film.weight[0, 0] = 1.0  # gamma_t[0] = w_t[0]
+        tsn.film[0].weight.copy_(torch.eye(2))
+        tsn.film[0].bias.zero_()
+        tsn.film[1].weight.zero_()
+        tsn.film[1].weight[0, 0] = 1.0  # gamma_t[0] = w~_t[0] = w_t[0]
     ctx.w = torch.tensor([[0.0, 0.0], [1.0, 0.0]])  # task 1 doubles channel 0
     x = torch.randn(2 * 3, 4)
     out = tsn(x).view(2, 3, 4)

@@ -112,12 +112,46 @@ def config_show(
     """Print the resolved, validated configuration (defaults <- file <- overrides) as YAML."""
     from taskadapt.config import load_config, to_yaml
 
-    if config is not None and "=" in str(config) and not config.exists():
-        # `taskadapt config show key=value` without a file: the first override landed in CONFIG
-        overrides = [str(config), *(overrides or [])]
-        config = None
-    cfg = load_config(config, overrides or [])
+    config, overrides = _split_config_arg(config, overrides)
+    cfg = load_config(config, overrides)
     console.print(to_yaml(cfg), end="", markup=False, highlight=False)
+
+
+@app.command("params")
+def params(
+    config: Annotated[Path | None, typer.Argument(help="YAML config file (optional).")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
+) -> None:
+    """Trainable and frozen parameters per component, and the share relative to mtl_finetune."""
+    import dataclasses
+
+    from taskadapt.config import load_config
+    from taskadapt.models import create_model
+    from taskadapt.models.params import count_trainable, parameter_table
+
+    config, overrides = _split_config_arg(config, overrides)
+    cfg = load_config(config, overrides or [])
+    model = create_model(cfg)
+    reference_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, method="mtl_finetune"))
+    reference = count_trainable(create_model(reference_cfg, num_classes=getattr(model, "num_classes", None)))
+    table = Table(title=f"{cfg.model.method} on {cfg.model.backbone}, tasks {', '.join(cfg.data.tasks)}")
+    for col in ("component", "trainable", "frozen"):
+        table.add_column(col, justify="left" if col == "component" else "right")
+    rows = parameter_table(model)
+    for row in rows:
+        table.add_row(row.component, f"{row.trainable:,}", f"{row.frozen:,}")
+    trainable, frozen = sum(r.trainable for r in rows), sum(r.frozen for r in rows)
+    table.add_row("total", f"{trainable:,}", f"{frozen:,}", style="bold")
+    console.print(table)
+    console.print(f"trainable share relative to mtl_finetune on the same backbone ({reference:,} trainable): "
+                  f"[bold]{100 * trainable / reference:.1f}%[/bold]")
+
+
+def _split_config_arg(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
+    """`taskadapt X key=value` without a file puts the first override where the file would go."""
+    if config is not None and "=" in str(config) and not config.exists():
+        return None, [str(config), *(overrides or [])]
+    return config, list(overrides or [])
 
 
 @app.command("info")
@@ -126,6 +160,7 @@ def info() -> None:
     from taskadapt.data.datasets import list_formats
     from taskadapt.data.scenes import list_domains
     from taskadapt.models import list_backbones
+    from taskadapt.models.methods import list_methods
     from taskadapt.tasks import get_task, list_tasks
 
     table = Table(title=f"taskadapt {__version__}")
@@ -136,6 +171,7 @@ def info() -> None:
     table.add_row("dataset formats", ", ".join(["scenes", *list_formats()]))
     table.add_row("scene domains", ", ".join(list_domains()))
     table.add_row("backbones", ", ".join(list_backbones()))
+    table.add_row("methods", ", ".join(list_methods()))
     console.print(table)
 
 

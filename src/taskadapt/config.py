@@ -86,6 +86,8 @@ class TSNConfig:
     """Task-scaled norm (method.md §6)."""
 
     enabled: bool = True
+    #: width of w~_t = Linear(w_t) that feeds gamma_t and beta_t (a low-rank map; ours)
+    hidden: int = 32
 
 
 @dataclass
@@ -344,6 +346,7 @@ def validate(cfg: Config) -> None:
     _positive("model.bottleneck_ratio", m.bottleneck_ratio)
     _positive("model.decoder_channels", m.decoder_channels)
     _positive("model.lora.rank", m.lora.rank)
+    _positive("model.tsn.hidden", m.tsn.hidden)
     for key in ("img_size", "task_embed_dim"):
         if getattr(m, key) is not None:
             _positive(f"model.{key}", getattr(m, key))

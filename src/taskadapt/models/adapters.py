@@ -39,29 +39,31 @@ class TaskScaledNorm(nn.Module):
 
     ``gamma'``/``beta'`` start as the pretrained LayerNorm's weight and bias (trainable; the names
     ``weight``/``bias`` are kept so pretrained checkpoints load unchanged); ``gamma_t``/``beta_t`` are
-    one zero-initialised linear map of the task's conditioning vector, so TSN equals the pretrained
-    LayerNorm exactly at step 0. [ours] The paper's ``w~_t = Linear(w_t)`` followed by the linear
-    maps ``gamma_t``, ``beta_t`` is a product of linear maps; we fold it into one ``Linear(D, 2C)``.
+    linear maps of ``w~_t = Linear(w_t)``, the second zero-initialised, so TSN equals the pretrained
+    LayerNorm exactly at step 0. [ours] ``w~_t`` has a small width (``hidden``, default 32): the two
+    maps are then a low-rank factorisation of ``D -> 2C``, which keeps TSN cheap on wide stages
+    (a full ``Linear(343, 2 * 768)`` per norm would cost 0.5 M parameters on Swin's last stage).
 
     Input (T*B, ..., C) -> same shape.
     """
 
     def __init__(self, normalized_dim: int, cond_dim: int, conditioning: TaskConditioning, eps: float = 1e-6,
-                 weight: torch.Tensor | None = None, bias: torch.Tensor | None = None):
+                 weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, hidden: int = 32):
         super().__init__()
         self.eps = eps
         self.dim = normalized_dim
         self.weight = nn.Parameter(weight.detach().clone() if weight is not None else torch.ones(normalized_dim))
         self.bias = nn.Parameter(bias.detach().clone() if bias is not None else torch.zeros(normalized_dim))
-        self.film = nn.Linear(cond_dim, 2 * normalized_dim)
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
+        self.film = nn.Sequential(nn.Linear(cond_dim, hidden), nn.Linear(hidden, 2 * normalized_dim))
+        nn.init.zeros_(self.film[1].weight)
+        nn.init.zeros_(self.film[1].bias)
         self._conditioning = conditioning  # a plain attribute: not a submodule, not in the state dict
 
     @classmethod
-    def from_layernorm(cls, norm: nn.LayerNorm, cond_dim: int, conditioning: TaskConditioning) -> TaskScaledNorm:
+    def from_layernorm(cls, norm: nn.LayerNorm, cond_dim: int, conditioning: TaskConditioning,
+                       hidden: int = 32) -> TaskScaledNorm:
         (dim,) = norm.normalized_shape
-        return cls(dim, cond_dim, conditioning, norm.eps, norm.weight, norm.bias)
+        return cls(dim, cond_dim, conditioning, norm.eps, norm.weight, norm.bias, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._conditioning.get()  # (T, D)

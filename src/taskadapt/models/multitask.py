@@ -96,6 +96,7 @@ class MultiTaskModel(nn.Module):
         train_block_weights: bool = False,
         task_embed_dim: int | None = None,
         decoder_channels: int = 64,
+        tsn_hidden: int = 32,
         taa_per_head: bool = False,
         taa_block_size: int | None = None,
         troa_measure: str = "projection",
@@ -123,6 +124,9 @@ class MultiTaskModel(nn.Module):
             p.requires_grad_(plan.train_backbone)
         if plan.lora:
             add_lora(backbone, rank=lora_rank, alpha=lora_alpha)
+        for step in steps[self.last_step + 1:]:  # after the last decoder tap (e.g. the final norm): unused
+            for p in step.module.parameters():
+                p.requires_grad_(False)
 
         # -- adapter layers ---------------------------------------------------------------------------
         self.adapter_steps: list[int] = []
@@ -153,9 +157,10 @@ class MultiTaskModel(nn.Module):
                     for p in block.parameters():
                         p.requires_grad_(True)
                 if plan.tsn:
-                    block.norm1 = TaskScaledNorm.from_layernorm(block.norm1, task_embed_dim, self.conditioning)
-                    block.norm2 = TaskScaledNorm.from_layernorm(block.norm2, task_embed_dim, self.conditioning)
-                    bn_norm: nn.Module = TaskScaledNorm(dim, task_embed_dim, self.conditioning, eps=1e-6)
+                    D, ctx = task_embed_dim, self.conditioning
+                    block.norm1 = TaskScaledNorm.from_layernorm(block.norm1, D, ctx, tsn_hidden)
+                    block.norm2 = TaskScaledNorm.from_layernorm(block.norm2, D, ctx, tsn_hidden)
+                    bn_norm: nn.Module = TaskScaledNorm(dim, D, ctx, eps=1e-6, hidden=tsn_hidden)
                 else:
                     bn_norm = nn.LayerNorm(dim, eps=1e-6)
                 taa = None

@@ -1,0 +1,163 @@
+"""create_model for every method and backbone family: what trains, what is frozen, shapes, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from taskadapt.cli import main
+from taskadapt.config import load_config
+from taskadapt.errors import ConfigError
+from taskadapt.losses import MultiTaskLoss
+from taskadapt.models import SingleTaskEnsemble, create_model
+from taskadapt.models.lora import LoRALinear, add_lora
+from taskadapt.models.methods import list_methods
+from taskadapt.models.params import count_trainable, parameter_table
+
+TINY_VIT = ["data.crop_size=32", "model.backbone_kwargs={patch_size: 8, embed_dim: 32, depth: 6, num_heads: 2}",
+            "model.decoder_channels=16", "model.task_embed_dim=8"]
+TINY_SWIN = ["data.crop_size=64", "model.backbone=swin_tiny_patch4_window7_224",
+             "model.backbone_kwargs={embed_dim: 16, depths: [1, 1, 2, 2], num_heads: [1, 2, 2, 4], window_size: 4}",
+             "model.decoder_channels=16", "model.task_embed_dim=8"]
+TINY_PVT = ["data.crop_size=64", "model.backbone=pvt_v2_b0",
+            "model.backbone_kwargs={embed_dims: [16, 16, 32, 32], depths: [1, 1, 1, 2], num_heads: [1, 1, 2, 2]}",
+            "model.decoder_channels=16", "model.task_embed_dim=8"]
+
+
+def make(method="adapters", extra=(), base=TINY_VIT):
+    torch.manual_seed(0)
+    return create_model(load_config(None, [*base, f"model.method={method}", *extra]))
+
+
+def batch(size=32, B=2):
+    g = torch.Generator().manual_seed(1)
+    return {"image": torch.rand(B, 3, size, size, generator=g),
+            "semseg": torch.randint(0, 9, (B, size, size), generator=g),
+            "depth": torch.rand(B, 1, size, size, generator=g) + 1,
+            "normals": torch.nn.functional.normalize(torch.randn(B, 3, size, size, generator=g), dim=1),
+            "edge": (torch.rand(B, 1, size, size, generator=g) > 0.9).float()}
+
+
+def trainable_names(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_every_method_predicts_every_task_at_input_resolution(method):
+    model = make(method).train()
+    data = batch()
+    out = model(data["image"])
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "semseg": (2, 9, 32, 32), "depth": (2, 1, 32, 32), "normals": (2, 3, 32, 32), "edge": (2, 1, 32, 32)}
+    losses = MultiTaskLoss(model.tasks)(out, data)
+    losses.total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)  # everything declared trainable gets a gradient
+    assert torch.isfinite(losses.total)
+
+
+def test_trainable_sets_per_method():
+    names = {m: trainable_names(make(m)) for m in ("adapters", "frozen_heads", "mtl_finetune", "lora", "no_tsn")}
+    decoder_heads = {n for n in names["frozen_heads"]}
+    assert all(n.startswith(("decoder.", "heads.")) for n in decoder_heads)
+    assert {n for n in names["lora"] if not n.startswith(("decoder.", "heads."))} == {
+        n for n in names["lora"] if "lora_" in n}
+    assert len([n for n in names["lora"] if "lora_A" in n]) == 2 * 6  # qkv and proj of 6 blocks
+    ours = names["adapters"]
+    assert "task_embeddings" in ours
+    assert not any(n.startswith("backbone.blocks.0.") for n in ours)  # the prefix is frozen
+    assert not any(n.endswith(("attn.qkv.weight", "mlp.fc1.weight")) for n in ours)  # pretrained weights frozen
+    assert "backbone.blocks.5.norm1.film.1.weight" in ours  # TSN in adapter blocks
+    assert not any(".norm1.film" in n or ".norm2.film" in n or "bottleneck.norm.film" in n for n in names["no_tsn"])
+    assert any(".taa.film" in n for n in names["no_tsn"])
+    assert all(n.startswith("backbone.") or n.startswith(("decoder.", "heads.")) for n in names["mtl_finetune"])
+    # everything trains except the final norm, which sits after the last decoder tap and is unused
+    assert "backbone.norm.weight" not in names["mtl_finetune"]
+    assert len(names["mtl_finetune"]) == len(list(make("mtl_finetune").parameters())) - 2
+
+
+def test_train_block_weights_unfreezes_only_the_adapter_blocks():
+    names = trainable_names(make("adapters", ["model.train_block_weights=true"]))
+    assert "backbone.blocks.5.attn.qkv.weight" in names
+    assert "backbone.blocks.0.attn.qkv.weight" not in names
+
+
+def test_stl_is_one_independent_model_per_task():
+    model = make("stl")
+    assert isinstance(model, SingleTaskEnsemble)
+    assert model.tasks == ["semseg", "depth", "normals", "edge"]
+    assert count_trainable(model) > 3 * count_trainable(make("mtl_finetune"))
+    out = model(batch()["image"])
+    assert out["semseg"].shape == (2, 9, 32, 32)
+
+
+def test_lora_equals_the_base_layer_at_init_and_keeps_names():
+    base = torch.nn.Linear(6, 4)
+    lora = LoRALinear(base, rank=2, alpha=4.0)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(lora(x), base(x))
+    assert set(dict(lora.named_parameters())) == {"weight", "bias", "lora_A", "lora_B"}
+    with torch.no_grad():
+        lora.lora_B.fill_(1.0)
+    assert not torch.allclose(lora(x), base(x))
+    model = torch.nn.Module()
+    model.attn = torch.nn.Module()
+    model.attn.qkv, model.attn.proj, model.mlp = torch.nn.Linear(4, 12), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+    assert add_lora(model) == 2 and type(model.mlp) is torch.nn.Linear
+
+
+@pytest.mark.parametrize("base", [TINY_SWIN, TINY_PVT], ids=["swin", "pvt_v2"])
+def test_adapters_on_pyramid_backbones_are_exact_at_init(base):
+    model = make("adapters", base=base).eval()
+    reference = copy.deepcopy(model.backbone)
+    for i in model.adapter_steps:  # undo TSN: plain LayerNorms with the same weights
+        block = reference.steps()[i].module
+        for name in ("norm1", "norm2"):
+            tsn = getattr(block, name)
+            ln = torch.nn.LayerNorm(tsn.dim, eps=tsn.eps)
+            ln.load_state_dict({"weight": tsn.weight, "bias": tsn.bias})
+            setattr(block, name, ln)
+    image = torch.rand(2, 3, 64, 64)
+    feats, T = model.encode(image)
+    state = reference.stem((image - model.pixel_mean) / model.pixel_std)
+    for i, step in enumerate(reference.steps()[: model.last_step + 1]):
+        state = step(state)
+        if i in model.taps:
+            expected = reference.feature_map(state, i)
+            got = feats[i].view(T, 2, *feats[i].shape[1:])[-1] if i >= model.split else feats[i]
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    out = model(image)
+    assert out["normals"].shape == (2, 3, 64, 64)
+
+
+def test_swin_defaults_follow_the_paper_figure():
+    model = make("adapters", base=TINY_SWIN)
+    steps = model.backbone.steps()
+    assert [steps[i].name for i in model.adapter_steps] == [
+        "layers.2.blocks.0", "layers.2.blocks.1", "layers.3.blocks.0", "layers.3.blocks.1"]
+    assert model.task_embeddings.shape[1] == 8  # explicit task_embed_dim wins over window^3
+
+
+def test_taa_on_spatially_reduced_attention_is_a_clear_error():
+    with pytest.raises(ConfigError, match="TAA needs square attention"):
+        make("adapters", ["model.adapter_blocks=[0]"], base=TINY_PVT)
+    make("no_taa", ["model.adapter_blocks=[0]"], base=TINY_PVT)  # fine without TAA
+
+
+def test_bad_backbone_kwargs_are_a_config_error():
+    with pytest.raises(ConfigError, match="model.backbone_kwargs"):
+        make("adapters", ["model.backbone_kwargs={depthh: 2}"])
+
+
+def test_parameter_table_and_params_command(capsys):
+    rows = {r.component: r for r in parameter_table(make("adapters"))}
+    assert rows["backbone prefix"].trainable == 0 and rows["backbone prefix"].frozen > 0
+    assert rows["adapter blocks (pretrained)"].trainable == 0
+    assert rows["TSN"].trainable > 0 and rows["TAA"].trainable > 0 and rows["heads"].trainable > 0
+    assert main(["params", *TINY_VIT]) == 0
+    printed = capsys.readouterr().out
+    share = float(printed.split("trainable share relative to mtl_finetune")[1].split(":")[1].split("%")[0])
+    assert 0 < share < 100
+    assert "TAA" in printed and "bottleneck" in printed
