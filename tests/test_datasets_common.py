@@ -17,7 +17,8 @@ from dataset_fixtures import (
     write_taskonomy,
 )
 
-from taskadapt.data.datasets import create_dataset, list_formats
+from taskadapt.data.datasets import create_dataset, get_dataset_class, list_formats
+from taskadapt.errors import ConfigError
 
 WRITERS = {
     "nyud": (write_nyud, "train"),
@@ -72,3 +73,15 @@ def test_reader_pickles_for_worker_processes(fmt, tmp_path):
     a, b = ds[0], clone[0]
     assert a["meta"] == b["meta"]
     assert all(torch.equal(a[k].nan_to_num(-7), b[k].nan_to_num(-7)) for k in ds.tasks)
+
+
+def test_reader_options_come_from_configure(tmp_path):
+    options = {fmt: get_dataset_class(fmt).option_names() for fmt in list_formats()}
+    assert options == {"cityscapes": ["num_classes"], "nyud": [], "pascal": ["normals_valid_ids"],
+                       "synthia": ["num_classes"], "taskonomy": ["buildings", "depth", "edge_threshold"]}
+    cls = get_dataset_class("cityscapes")
+    # a misspelt keyword is the TypeError a spelt-out __init__ gives; options are checked before the disk
+    with pytest.raises(TypeError, match=r"^CityscapesDataset.__init__\(\) got an unexpected keyword argument 'n'$"):
+        cls(tmp_path / "missing", "train", n=16)
+    with pytest.raises(ConfigError, match="num_classes must be 19"):
+        cls(tmp_path / "missing", "train", num_classes=7)

@@ -10,7 +10,6 @@ from dataset_fixtures import write_pascal
 
 from taskadapt.data.datasets import create_dataset
 from taskadapt.data.datasets.pascal import PART_CLASSES, PART_GROUPS, VOC_CLASSES
-from taskadapt.data.datasets.thinning import edges_from_labels, label_boundaries, thin
 from taskadapt.errors import ConfigError, DatasetError
 
 
@@ -93,35 +92,6 @@ def test_edge_equals_hand_made_thin_boundary(pascal):
     expected = np.zeros((16, 20), np.float32)
     expected[1:, 9] = 1
     assert np.array_equal(edge, expected)
-
-
-def test_thinning_matches_reference_example():
-    # scikit-image's documented example for `thin` (Guo-Hall)
-    square = np.zeros((7, 7), bool)
-    square[1:-1, 2:-2] = True
-    square[0, 1] = True
-    expected = np.zeros((7, 7), bool)
-    expected[0, 1] = expected[1, 2] = True
-    expected[2:5, 3] = True
-    assert np.array_equal(thin(square), expected)
-
-
-def test_thinning_properties():
-    rng = np.random.default_rng(0)
-    from scipy import ndimage
-
-    labels = ndimage.median_filter(rng.integers(0, 4, (60, 80)), 7)
-    band = label_boundaries(labels)
-    edge = edges_from_labels(labels).astype(bool)
-    assert edge.any() and not (edge & ~band).any()  # a subset of the boundary band
-    assert np.array_equal(thin(edge), edge)  # idempotent
-    rect = np.zeros((14, 34), bool)
-    rect[2:12, 2:32] = True
-    line = thin(rect)
-    p = np.pad(line, 1)
-    interior = line & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
-    assert 0 < line.sum() <= 30 and not interior.any()  # a thick blob becomes a thin line
-    assert not label_boundaries(np.full((5, 5), 3)).any()  # uniform map: no boundary at the border
 
 
 def test_missing_parts_file_names_it(tmp_path):

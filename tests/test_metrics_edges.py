@@ -1,4 +1,4 @@
-"""EdgeMetric: BSDS/SEISM-style ODS/OIS/AP, thinning, one-to-one matching (metrics doc §4.6)."""
+"""EdgeMetric: BSDS/SEISM-style ODS/OIS/AP, one-to-one matching (metrics doc §4.6; thinning: test_morphology)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from taskadapt.metrics import EdgeMetric, thin
+from taskadapt.metrics import EdgeMetric
 from taskadapt.metrics.edges import (
     average_precision,
     edge_thresholds,
@@ -19,8 +19,6 @@ from taskadapt.metrics.edges import (
     max_dist_pixels,
     max_matching_size,
 )
-
-EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def _run(pred: np.ndarray, gt: np.ndarray, **kw) -> dict[str, float]:
@@ -57,50 +55,6 @@ def test_average_precision_hand_computed():
     assert average_precision(prec, rec) == pytest.approx(0.7825)
     # a single recall value is a degenerate curve: AP 0 (SEISM general_ap / BSDS)
     assert average_precision(np.array([1.0, 1.0]), np.array([0.5, 0.5])) == 0.0
-
-
-# --- thinning -------------------------------------------------------------------------------
-
-
-def test_thinning_a_thick_bar_gives_a_one_pixel_line():
-    bar = np.zeros((20, 40), dtype=bool)
-    bar[5:12, 5:35] = True
-    t = thin(bar)
-    assert ndimage.label(t, EIGHT)[1] == 1
-    assert (t[:, 10:30].sum(axis=0) == 1).all()  # away from the ends, exactly one pixel per column
-    assert t[8, 10:30].all()  # on the centre line
-
-
-def test_thinning_keeps_topology_and_thin_lines():
-    ring = np.zeros((30, 30), dtype=bool)
-    ring[5:25, 5:25] = True
-    ring[10:20, 10:20] = False
-    t = thin(ring)
-    assert ndimage.label(t, EIGHT)[1] == 1
-    assert ndimage.label(~np.pad(t, 1))[1] == 2  # the hole survives (outside + inside)
-    diamond = np.zeros((21, 21), dtype=bool)
-    for k in range(10):  # an 8-connected 1-px closed curve without redundant corner pixels
-        diamond[k, 10 + k] = diamond[10 + k, 20 - k] = diamond[20 - k, 10 - k] = diamond[10 - k, k] = True
-    assert np.array_equal(thin(diamond), diamond)
-    square = _square_outline(20, 3, 15)
-    # a 4-connected outline loses exactly its 4 corner pixels (8-connectivity survives without them)
-    expected = square.copy()
-    expected[[3, 3, 14, 14], [3, 14, 3, 14]] = False
-    assert np.array_equal(thin(square), expected)
-    dot = np.zeros((5, 5), dtype=bool)
-    dot[2, 2] = True
-    assert np.array_equal(thin(dot), dot)
-
-
-def test_thinning_random_blobs_preserves_components_and_leaves_no_2x2_block():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        b = _blobs(rng, 40)
-        t = thin(b)
-        assert not (t & ~b).any()
-        assert ndimage.label(t, EIGHT)[1] == ndimage.label(b, EIGHT)[1]
-        assert ndimage.label(~np.pad(t, 1))[1] == ndimage.label(~np.pad(b, 1))[1]
-        assert not (t[:-1, :-1] & t[1:, :-1] & t[:-1, 1:] & t[1:, 1:]).any()
 
 
 # --- matching -------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_adapters import TASKS, tiny_model
 
 from taskadapt.losses import MultiTaskLoss
 from taskadapt.models.troa import TaskAffinity, pairwise_affinity
-from tests.test_adapters import TASKS, tiny_model
 
 
 def _batch(B=2, size=32, seed=0):

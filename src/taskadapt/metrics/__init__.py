@@ -15,7 +15,7 @@ from torchmetrics import Metric
 
 from taskadapt.metrics.delta_m import DeltaM, delta_m, load_baseline, save_baseline, validate_baseline
 from taskadapt.metrics.depth import DepthMetric
-from taskadapt.metrics.edges import EdgeMetric, thin
+from taskadapt.metrics.edges import EdgeMetric
 from taskadapt.metrics.normals import NormalsMetric
 from taskadapt.metrics.saliency import SaliencyMetric
 from taskadapt.metrics.segmentation import SegmentationMetric
@@ -31,7 +31,6 @@ __all__ = [
     "delta_m",
     "load_baseline",
     "save_baseline",
-    "thin",
     "validate_baseline",
 ]
 

@@ -19,16 +19,9 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from taskadapt.metrics.inputs import bhw_pair
+
 _SUMS = ("sq_err", "abs_rel", "sq_rel", "log_sq_err", "delta1", "delta2", "delta3")
-
-
-def _as_bhw(x: torch.Tensor, name: str) -> torch.Tensor:
-    """(B, 1, H, W) or (B, H, W) -> (B, H, W)."""
-    if x.ndim == 4 and x.shape[1] == 1:
-        return x[:, 0]
-    if x.ndim == 3:
-        return x
-    raise ValueError(f"depth {name} must be (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
 
 
 class DepthMetric(Metric):
@@ -65,10 +58,7 @@ class DepthMetric(Metric):
         self.add_state("count", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        preds = _as_bhw(preds, "preds")
-        target = _as_bhw(target, "target")
-        if preds.shape != target.shape:
-            raise ValueError(f"depth preds {tuple(preds.shape)} and target {tuple(target.shape)} differ")
+        preds, target = bhw_pair(preds, target, "depth")
         valid = torch.isfinite(target) & (target > 0)
         d = target[valid].double()
         p = preds[valid].double()

@@ -6,7 +6,8 @@ for n = 99, the HED/SEISM parameters):
 1. ``bmap = pred >= max(eps, t)`` (Piotr's ``edgesEvalImg``; SEISM's ``read_one_cont_png`` uses
    ``>`` in some versions -- it only differs for values exactly on a threshold),
 2. optionally thinned to 1-px lines (``thin=True``: MATLAB ``bwmorph(bmap, 'thin', Inf)``, which
-   SEISM applies to predictions; the GT is used as given -- our choice, GT maps are already thin),
+   SEISM applies to predictions; here :func:`taskadapt.morphology.thin`); the GT is used as given
+   (our choice, GT maps are already thin),
 3. predicted boundary pixels are matched one-to-one to GT boundary pixels no farther than
    ``maxDist = tolerance * sqrt(H^2 + W^2)`` pixels (inclusive, on the pixel lattice),
 4. ``cntP`` = matched predicted pixels of ``sumP`` predicted pixels, ``cntR`` = matched GT pixels of
@@ -55,77 +56,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 from torchmetrics import Metric
 
-# ----------------------------------------------------------------------------------------------
-# Thinning (Lam, Lee & Suen 1992, algorithm A1 / Guo-Hall two-subiteration parallel thinning, the
-# algorithm behind MATLAB's bwmorph 'thin')
-# ----------------------------------------------------------------------------------------------
-
-# Neighbour k of a pixel is bit k of its 8-neighbourhood code: x1..x8 = E, NE, N, NW, W, SW, S, SE
-# (N = previous row).
-_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
-
-
-def _thinning_luts() -> tuple[np.ndarray, np.ndarray]:
-    """Deletion tables (256,) bool for the two subiterations, indexed by the neighbourhood code."""
-    codes = np.arange(256)
-    x = [((codes >> k) & 1).astype(bool) for k in range(8)]
-    x.append(x[0])  # x9 = x1
-    # G1: crossing number X_H == 1 (deleting p does not disconnect its neighbours)
-    x_h = sum((~x[2 * i]) & (x[2 * i + 1] | x[2 * i + 2]) for i in range(4))
-    # G2: 2 <= min(n1, n2) <= 3 (p is neither an end point nor interior)
-    n1 = sum((x[2 * k] | x[2 * k + 1]).astype(int) for k in range(4))
-    n2 = sum((x[2 * k + 1] | x[2 * k + 2]).astype(int) for k in range(4))
-    m = np.minimum(n1, n2)
-    g12 = (x_h == 1) & (m >= 2) & (m <= 3)
-    # G3 / G3': remove from the south-east resp. north-west side in alternate subiterations
-    g3 = ~((x[1] | x[2] | ~x[7]) & x[0])
-    g3p = ~((x[5] | x[6] | ~x[3]) & x[4])
-    return g12 & g3, g12 & g3p
-
-
-_THIN_LUTS = _thinning_luts()
-_CODE_WEIGHTS = (1 << np.arange(8)).astype(np.int64)
-
-
-def thin(bmap: np.ndarray) -> np.ndarray:
-    """Thin a boolean (H, W) map to 1-pixel-wide 8-connected lines, iterating until stable.
-
-    Parallel two-subiteration thinning: a pass deletes, all at once, every pixel whose 3x3
-    neighbourhood satisfies the subiteration's table. Only pixels next to a deleted pixel can change
-    status, so each pass re-examines just those (work ~ area, not passes x image size).
-    """
-    h, w = bmap.shape
-    wp = w + 2
-    img = np.zeros((h + 2) * wp, dtype=np.uint8)
-    img.reshape(h + 2, wp)[1:-1, 1:-1] = bmap
-    offsets = np.array([dy * wp + dx for dy, dx in _NEIGHBOURS], dtype=np.int64)
-    stamp = np.empty(img.size, dtype=np.int64)
-
-    def dedupe(a: np.ndarray) -> np.ndarray:
-        # O(n) duplicate removal (np.unique sorts, and dominated the run time)
-        order = np.arange(a.size)
-        stamp[a] = order
-        return a[stamp[a] == order]
-
-    start = np.flatnonzero(img)
-    candidates = [start, start]
-    while candidates[0].size or candidates[1].size:
-        for sub in (0, 1):
-            idx = candidates[sub]
-            if not idx.size:
-                continue
-            idx = idx[img[idx] == 1]
-            codes = img[idx[:, None] + offsets] @ _CODE_WEIGHTS
-            delete = idx[_THIN_LUTS[sub][codes]]
-            candidates[sub] = idx[:0]
-            if delete.size:
-                img[delete] = 0
-                touched = (delete[:, None] + offsets).ravel()
-                touched = touched[img[touched] == 1]
-                candidates[sub] = dedupe(touched)
-                candidates[1 - sub] = dedupe(np.concatenate([candidates[1 - sub], touched]))
-    return img.reshape(h + 2, wp)[1:-1, 1:-1].astype(bool)
-
+from taskadapt.metrics.inputs import bhw_pair
+from taskadapt.morphology import thin
 
 # ----------------------------------------------------------------------------------------------
 # Per-image counts
@@ -297,14 +229,6 @@ def average_precision(prec: np.ndarray, rec: np.ndarray) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def _as_bhw(x: torch.Tensor, name: str) -> torch.Tensor:
-    if x.ndim == 4 and x.shape[1] == 1:
-        return x[:, 0]
-    if x.ndim == 3:
-        return x
-    raise ValueError(f"edge {name} must be (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
-
-
 class EdgeMetric(Metric):
     """ODS-F, OIS-F and AP of boundary maps with BSDS-style tolerant one-to-one matching.
 
@@ -348,10 +272,7 @@ class EdgeMetric(Metric):
         self.add_state("num_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        preds = _as_bhw(preds, "preds")
-        target = _as_bhw(target, "target")
-        if preds.shape != target.shape:
-            raise ValueError(f"edge preds {tuple(preds.shape)} and target {tuple(target.shape)} differ")
+        preds, target = bhw_pair(preds, target, "edge")
         p_np = preds.detach().to("cpu", torch.float64).numpy()
         t_np = target.detach().to("cpu", torch.float64).numpy()
         ignore = np.isnan(t_np)

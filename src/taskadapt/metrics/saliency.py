@@ -26,20 +26,13 @@ import torch
 from torchmetrics import Metric
 
 from taskadapt.errors import ConfigError
+from taskadapt.metrics.inputs import bhw_pair
 
 #: thresholds of the beta-F measure (ATRC/InvPT: arange(0.05, 1, 0.05))
 F_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 #: thresholds of the mIoU measure (ASTMT/MTL-PyTorch: linspace(0.2, 0.9, 15))
 IOU_THRESHOLDS = tuple(0.2 + 0.05 * k for k in range(15))
 COMPAT_MODES = (None, "invpt")
-
-
-def _as_bhw(x: torch.Tensor, name: str) -> torch.Tensor:
-    if x.ndim == 4 and x.shape[1] == 1:
-        return x[:, 0]
-    if x.ndim == 3:
-        return x
-    raise ValueError(f"saliency {name} must be (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
 
 
 class SaliencyMetric(Metric):
@@ -81,10 +74,8 @@ class SaliencyMetric(Metric):
         self.add_state("num_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        preds = _as_bhw(preds, "preds").double()
-        target = _as_bhw(target, "target")
-        if preds.shape != target.shape:
-            raise ValueError(f"saliency preds {tuple(preds.shape)} and target {tuple(target.shape)} differ")
+        preds, target = bhw_pair(preds, target, "saliency")
+        preds = preds.double()
         valid = ~torch.isnan(target)
         if not torch.isfinite(preds[valid]).all():
             raise ValueError("saliency predictions contain NaN or inf at valid pixels")

@@ -15,7 +15,6 @@ Procedural scene folders (``taskadapt data make-scenes``) use the ``nyud`` reade
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,6 @@ from taskadapt.registry import Registry
 DATASETS: Registry[type[MultiTaskDataset]] = Registry("dataset format")
 for _cls in (CityscapesDataset, NYUDDataset, PascalContextDataset, SynthiaDataset, TaskonomyDataset):
     DATASETS.register(_cls.FORMAT, _cls)
-
-_COMMON = {"self", "root", "split", "tasks", "transform"}
 
 
 def list_formats(pattern: str = "*") -> list[str]:
@@ -61,7 +58,7 @@ def create_dataset(
     take is a ConfigError listing the ones it does.
     """
     cls = get_dataset_class(format)
-    options = [p for p in inspect.signature(cls.__init__).parameters if p not in _COMMON]
+    options = cls.option_names()
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
         have = ", ".join(options) or "none"

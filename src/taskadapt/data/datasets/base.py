@@ -1,12 +1,15 @@
 """The reader base class: ids, task selection, error messages, and the sample-dict conversions.
 
-A concrete reader (one per on-disk format) sets four class attributes and implements a few hooks:
+A concrete reader (one per on-disk format) sets a few class attributes and implements hooks:
 
 * ``FORMAT`` (registry name), ``TASKS`` (task keys the format can provide), ``SOURCE`` (where to
-  get the data), ``LAYOUT`` (a short drawing of the expected tree);
-* ``splits(root)``, ``_split_source()``, ``_read_ids()``, ``_missing_for_task(task)``,
-  ``files(id)``, ``_load(id)`` and ``_class_names(task)``; options are stored on ``self`` before
-  calling ``super().__init__`` (the hooks run inside it).
+  get the data), ``LAYOUT`` (a short drawing of the expected tree), optionally ``REQUIRED`` and
+  ``SPLIT_LISTS`` (the folder of ``<split>.txt`` id lists, for formats whose splits are list files:
+  ``splits``, ``_split_source`` and ``_read_ids`` then come from the base class);
+* ``_configure(**options)`` (validate and store the format's options, the constructor keywords after
+  ``root, split, tasks, transform``; it runs first, before any disk access), ``_task_dirs(task)``,
+  ``files(id)``, ``_load_task(task, paths)`` (or all of ``_load(id)``), ``_class_names(task)``, and
+  ``splits(root)``, ``_split_source()``, ``_read_ids()`` unless ``SPLIT_LISTS`` covers them.
 
 The base class turns every missing/corrupt file (:class:`~.files.UnreadableFile`) into one
 :class:`~taskadapt.errors.DatasetError` naming the file, the fix, the expected layout and the
@@ -17,22 +20,24 @@ written into the dataset folder.
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from taskadapt.data.datasets.files import UnreadableFile
+from taskadapt.data.datasets.files import UnreadableFile, load_rgb, read_lines
 from taskadapt.data.sample import INTEGER_LABELS
 from taskadapt.errors import ConfigError, DatasetError
 from taskadapt.registry import unknown_name_message
 
 Sample = dict[str, Any]
+T = TypeVar("T")
 
 #: a decoded normal shorter than this is an "invalid" encoding (all-zero, or PNG grey 127/128)
 NORMAL_MIN_NORM = 0.5
@@ -59,6 +64,8 @@ class MultiTaskDataset(Dataset):
     LAYOUT: ClassVar[str] = ""
     #: folders (relative to root) without which the folder is not this format at all
     REQUIRED: ClassVar[tuple[str, ...]] = ()
+    #: folder (relative to root) holding one ``<split>.txt`` list per split; "" = splits are not list files
+    SPLIT_LISTS: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -66,7 +73,14 @@ class MultiTaskDataset(Dataset):
         split: str,
         tasks: Sequence[str] | None = None,
         transform: Callable[[Sample], Sample] | None = None,
+        **options: Any,
     ):
+        names = self.option_names()
+        unknown = [k for k in options if k not in names]
+        if unknown:  # the TypeError Python raises for a reader that spells out its options
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument "
+                            f"{unknown[0]!r}")
+        self._configure(**options)
         self.root = Path(root).expanduser()
         self.split = str(split)
         self.transform = transform
@@ -85,20 +99,36 @@ class MultiTaskDataset(Dataset):
 
     # ---------------------------------------------------------------------------------- hooks
 
+    def _configure(self) -> None:
+        """Validate and store the format's options (overrides add keyword parameters with defaults)."""
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The format's options: the keyword parameters of its ``_configure``."""
+        return [p for p in inspect.signature(cls._configure).parameters if p != "self"]
+
     @classmethod
     def splits(cls, root: str | Path) -> list[str]:
-        """The split names that exist on disk under ``root`` (sorted)."""
-        raise NotImplementedError
+        """The split names that exist on disk under ``root`` (sorted): by default the list files."""
+        if not cls.SPLIT_LISTS:
+            raise NotImplementedError
+        return sorted(p.stem for p in (Path(root) / cls.SPLIT_LISTS).glob("*.txt"))
+
+    def _split_list(self) -> Path:
+        """``<root>/<SPLIT_LISTS>/<split>.txt``."""
+        return self.root / self.SPLIT_LISTS / f"{self.split}.txt"
 
     def _split_source(self) -> Path | None:
         """The file or folder that defines ``self.split`` (None: nothing to check)."""
-        return None
+        return self._split_list() if self.SPLIT_LISTS else None
 
     def _read_ids(self) -> list[str]:
-        raise NotImplementedError
+        if not self.SPLIT_LISTS:
+            raise NotImplementedError
+        return self.read_or_error(read_lines, self._split_list(), "re-extract the split list")
 
-    def _missing_for_task(self, task: str) -> Path | None:
-        """A path the task needs that does not exist (None when the task is available)."""
+    def _task_dirs(self, task: str) -> list[Path]:
+        """The folders the task needs (checked in this order)."""
         raise NotImplementedError
 
     def files(self, sample_id: str) -> dict[str, list[Path]]:
@@ -106,7 +136,19 @@ class MultiTaskDataset(Dataset):
         raise NotImplementedError
 
     def _load(self, sample_id: str) -> Sample:
-        """The sample dict (image + ``self.tasks``) without ``meta``; may raise UnreadableFile."""
+        """The sample dict (image + ``self.tasks``) without ``meta``; may raise UnreadableFile.
+
+        By default the RGB image, then :meth:`_load_task` on each task's paths, in ``files`` order.
+        """
+        files = self.files(sample_id)
+        sample: Sample = {"image": image_tensor(load_rgb(files["image"][0]))}
+        for key, paths in files.items():
+            if key != "image":
+                sample[key] = self._load_task(key, paths)
+        return sample
+
+    def _load_task(self, task: str, paths: list[Path]) -> torch.Tensor:
+        """One task's label, in the :mod:`taskadapt.data.sample` conventions, from ``files(id)[task]``."""
         raise NotImplementedError
 
     def _class_names(self, task: str) -> list[str]:
@@ -143,6 +185,18 @@ class MultiTaskDataset(Dataset):
                 f"tasks={list(self.tasks)}, n={len(self.ids)})")
 
     # ----------------------------------------------------------------------------- errors
+
+    def read_or_error(self, read: Callable[[Path], T], path: Path, fix: str) -> T:
+        """``read(path)`` for a file the reader itself needs (split list, meta): a missing or corrupt
+        one is a DatasetError naming it, with ``fix``."""
+        try:
+            return read(path)
+        except UnreadableFile as err:
+            raise self.error(f"{err.reason}: {path}", fix) from None
+
+    def _missing_for_task(self, task: str) -> Path | None:
+        """The first folder the task needs that does not exist (None when the task is available)."""
+        return next((p for p in self._task_dirs(task) if not p.is_dir()), None)
 
     @classmethod
     def layout_help(cls) -> str:
@@ -216,6 +270,19 @@ def int_label(labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
 
 
+def void_zero_label(raw: np.ndarray) -> torch.Tensor:
+    """(H, W) class map with 0 = unlabelled and k >= 1 = class k - 1 -> (H, W) int64, 255 = ignore."""
+    raw = raw.astype(np.int64)
+    return int_label(np.where(raw == 0, 255, raw - 1))
+
+
+def png16_depth(raw: np.ndarray, units_per_metre: float) -> np.ndarray:
+    """(H, W) uint16 depth PNG samples -> (H, W) float32 metres; 0 and 65535 (no value) -> NaN."""
+    depth = raw.astype(np.float32) / units_per_metre
+    depth[(raw == 0) | (raw == 65535)] = np.nan
+    return depth
+
+
 def float_map(values: np.ndarray) -> torch.Tensor:
     """(H, W) float map -> (1, H, W) float32."""
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None]
@@ -245,4 +312,4 @@ def lookup(table: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["MultiTaskDataset", "Sample", "float_map", "image_tensor", "int_label",
-           "lookup", "normals_tensor"]
+           "lookup", "normals_tensor", "png16_depth", "void_zero_label"]

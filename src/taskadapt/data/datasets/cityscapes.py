@@ -13,14 +13,13 @@ Ids are ``<city>/<city>_<seq>_<frame>``; splits are the folders of ``leftImg8bit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from taskadapt.data.datasets.base import MultiTaskDataset, Sample, float_map, image_tensor, int_label, lookup
-from taskadapt.data.datasets.files import UnreadableFile, load_json, load_png, load_rgb
-from taskadapt.data.datasets.nyud import as_2d
+from taskadapt.data.datasets.base import MultiTaskDataset, float_map, int_label, lookup
+from taskadapt.data.datasets.files import UnreadableFile, load_json, load_png16, load_png_2d
 from taskadapt.errors import ConfigError
 
 CITYSCAPES_CLASSES = [
@@ -56,6 +55,20 @@ def check_num_classes(fmt: str, num_classes: int) -> int:
     return int(num_classes)
 
 
+def train_id_table(to_train: dict[int, int], num_classes: int, size: int = 256) -> np.ndarray:
+    """(size,) int64 lookup: raw label -> Cityscapes train id (19) or 16-class index; others -> 255."""
+    mapping = dict(to_train)
+    if num_classes == 16:
+        to16 = trainid_to_16()
+        mapping = {raw: to16[t] for raw, t in mapping.items() if t in to16}
+    return _table(mapping, size)
+
+
+def train_id_classes(num_classes: int) -> list[str]:
+    """The class names of the 19 Cityscapes train ids or of the 16 SYNTHIA-shared classes."""
+    return list(CITYSCAPES_CLASSES if num_classes == 19 else SYNTHIA16_CLASSES)
+
+
 class CityscapesDataset(MultiTaskDataset):
     """Cityscapes (2,975 train / 500 val / 1,525 test images of 1024x2048).
 
@@ -80,21 +93,9 @@ class CityscapesDataset(MultiTaskDataset):
     """
     REQUIRED = ("leftImg8bit",)
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        tasks: Sequence[str] | None = None,
-        transform: Callable[[Sample], Sample] | None = None,
-        num_classes: int = 19,
-    ):
+    def _configure(self, num_classes: int = 19) -> None:
         self._n = check_num_classes("cityscapes", num_classes)
-        mapping = dict(LABEL_TO_TRAIN)
-        if self._n == 16:
-            to16 = trainid_to_16()
-            mapping = {lab: to16[t] for lab, t in mapping.items() if t in to16}
-        self._lut = _table(mapping)
-        super().__init__(root, split, tasks, transform)
+        self._lut = train_id_table(LABEL_TO_TRAIN, self._n)
 
     @classmethod
     def splits(cls, root: str | Path) -> list[str]:
@@ -112,13 +113,12 @@ class CityscapesDataset(MultiTaskDataset):
             ids.extend(f"{city.name}/{s}" for s in stems)
         return ids
 
-    def _missing_for_task(self, task: str) -> Path | None:
-        need = [self.root / "gtFine" / self.split] if task == "semseg" else [
-            self.root / "disparity" / self.split, self.root / "camera" / self.split]
-        return next((p for p in need if not p.is_dir()), None)
+    def _task_dirs(self, task: str) -> list[Path]:
+        folders = ["gtFine"] if task == "semseg" else ["disparity", "camera"]
+        return [self.root / folder / self.split for folder in folders]
 
     def _class_names(self, task: str) -> list[str]:
-        return list(CITYSCAPES_CLASSES if self._n == 19 else SYNTHIA16_CLASSES)
+        return train_id_classes(self._n)
 
     def files(self, sample_id: str) -> dict[str, list[Path]]:
         city, stem = sample_id.split("/", 1)
@@ -133,22 +133,15 @@ class CityscapesDataset(MultiTaskDataset):
             out["depth"] = [f("disparity", "disparity.png"), f("camera", "camera.json")]
         return out
 
-    def _load(self, sample_id: str) -> Sample:
-        files = self.files(sample_id)
-        sample: Sample = {"image": image_tensor(load_rgb(files["image"][0]))}
-        if "semseg" in self.tasks:
-            path = files["semseg"][0]
-            sample["semseg"] = int_label(lookup(self._lut, as_2d(load_png(path), path)))
-        if "depth" in self.tasks:
-            sample["depth"] = float_map(depth_from_disparity(*files["depth"]))
-        return sample
+    def _load_task(self, task: str, paths: list[Path]) -> torch.Tensor:
+        if task == "semseg":
+            return int_label(lookup(self._lut, load_png_2d(paths[0])))
+        return float_map(depth_from_disparity(*paths))
 
 
 def depth_from_disparity(disparity_path: Path, camera_path: Path) -> np.ndarray:
     """(H, W) float32 metres from a Cityscapes disparity PNG and camera JSON; invalid -> NaN."""
-    p = as_2d(load_png(disparity_path), disparity_path)
-    if p.dtype != np.uint16:
-        raise UnreadableFile(disparity_path, f"disparity must be a 16-bit PNG, got {p.dtype}")
+    p = load_png16(disparity_path, "disparity")
     cam = load_json(camera_path)
     try:
         baseline = float(cam["extrinsic"]["baseline"])

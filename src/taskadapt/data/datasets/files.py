@@ -4,6 +4,7 @@ Readers call these helpers for every file they touch; :class:`~.base.MultiTaskDa
 ``UnreadableFile`` into a :class:`~taskadapt.errors.DatasetError` that names the file, the expected
 layout and where to get the dataset, so a user never sees a bare PIL/NumPy/SciPy traceback.
 
+The ``as_*`` / ``decode_*`` helpers check and decode arrays already read, with the same error type.
 All helpers only read. Pillow's ``LOAD_TRUNCATED_IMAGES`` is left at its default (off), so a
 truncated image is an error rather than a silently grey-filled picture.
 """
@@ -107,9 +108,61 @@ def read_lines(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def load_png_2d(path: Path, *, multi_channel: bool = False) -> np.ndarray:
+    """A one-channel PNG's raw samples as (H, W) (``multi_channel``: a multi-channel PNG's first
+    channel too; otherwise such a file is unreadable)."""
+    raw = load_png(path)
+    return as_2d(raw[..., 0] if multi_channel and raw.ndim == 3 else raw, path)
+
+
+def load_png16(path: Path, what: str, *, multi_channel: bool = False) -> np.ndarray:
+    """:func:`load_png_2d` of a 16-bit PNG as (H, W) uint16; ``what`` names the content in the
+    error for an 8-bit file."""
+    raw = load_png_2d(path, multi_channel=multi_channel)
+    if raw.dtype != np.uint16:
+        raise UnreadableFile(path, f"{what} must be a 16-bit PNG, got {raw.dtype}")
+    return raw
+
+
 def first_existing(*candidates: Path) -> Path:
     """The first candidate that exists, else the first one (so a "missing" error names it)."""
     for p in candidates:
         if p.is_file():
             return p
     return candidates[0]
+
+
+# ---------------------------------------------------------------------- decoded-array checks
+
+
+def as_2d(arr: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W) or (H, W, 1) -> (H, W); anything else is an unreadable file."""
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise UnreadableFile(path, f"unexpected array shape {tuple(arr.shape)}, expected (H, W)")
+    return arr
+
+
+def as_hwc3(arr: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W, 3), or (3, H, W) transposed, -> (H, W, 3)."""
+    if arr.ndim == 3 and arr.shape[-1] != 3 and arr.shape[0] == 3:
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise UnreadableFile(path, f"unexpected array shape {tuple(arr.shape)}, expected (H, W, 3)")
+    return arr
+
+
+def decode_png_normals(v: np.ndarray, path: Path) -> np.ndarray:
+    """uint8 (H, W, 3) -> n = 2 v / 255 - 1."""
+    if v.dtype != np.uint8:
+        raise UnreadableFile(path, f"normals PNG must be 8-bit, got {v.dtype}")
+    return 2.0 * as_hwc3(v, path).astype(np.float32) / 255.0 - 1.0
+
+
+def png_to_unit(raw: np.ndarray) -> np.ndarray:
+    """Grey PNG samples -> float32 in [0, 1] (divided by 255 or 65535 by bit depth)."""
+    if raw.dtype == bool:
+        return raw.astype(np.float32)
+    scale = 65535.0 if raw.dtype == np.uint16 or raw.max(initial=0) > 255 else 255.0
+    return raw.astype(np.float32) / np.float32(scale)

@@ -19,28 +19,24 @@ x-right / y-up / z-towards-camera frame of :mod:`taskadapt.data.sample`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from taskadapt.data.datasets.base import (
-    MultiTaskDataset,
-    Sample,
-    float_map,
-    image_tensor,
-    int_label,
-    normals_tensor,
-)
+from taskadapt.data.datasets.base import MultiTaskDataset, float_map, normals_tensor, void_zero_label
 from taskadapt.data.datasets.files import (
-    UnreadableFile,
+    as_2d,
+    as_hwc3,
+    decode_png_normals,
     first_existing,
     load_json,
     load_npy,
     load_png,
-    load_rgb,
-    read_lines,
+    load_png_2d,
+    png_to_unit,
 )
 
 #: the 40 NYU-v2 classes of Gupta et al. (2013), in label order (raw label k + 1 -> index k)
@@ -55,39 +51,6 @@ NYU40_CLASSES = [
 _DIRS = {"image": "images", "semseg": "segmentation", "depth": "depth", "normals": "normals", "edge": "edge"}
 _EXTS = {"image": (".jpg", ".png"), "semseg": (".png",), "depth": (".npy",),
          "normals": (".npy", ".png"), "edge": (".npy", ".png")}
-
-
-def as_2d(arr: np.ndarray, path: Path) -> np.ndarray:
-    """(H, W) or (H, W, 1) -> (H, W); anything else is an unreadable file."""
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise UnreadableFile(path, f"unexpected array shape {tuple(arr.shape)}, expected (H, W)")
-    return arr
-
-
-def as_hwc3(arr: np.ndarray, path: Path) -> np.ndarray:
-    """(H, W, 3), or (3, H, W) transposed, -> (H, W, 3)."""
-    if arr.ndim == 3 and arr.shape[-1] != 3 and arr.shape[0] == 3:
-        arr = arr.transpose(1, 2, 0)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise UnreadableFile(path, f"unexpected array shape {tuple(arr.shape)}, expected (H, W, 3)")
-    return arr
-
-
-def decode_png_normals(v: np.ndarray, path: Path) -> np.ndarray:
-    """uint8 (H, W, 3) -> n = 2 v / 255 - 1."""
-    if v.dtype != np.uint8:
-        raise UnreadableFile(path, f"normals PNG must be 8-bit, got {v.dtype}")
-    return 2.0 * as_hwc3(v, path).astype(np.float32) / 255.0 - 1.0
-
-
-def png_to_unit(raw: np.ndarray) -> np.ndarray:
-    """Grey PNG samples -> float32 in [0, 1] (divided by 255 or 65535 by bit depth)."""
-    if raw.dtype == bool:
-        return raw.astype(np.float32)
-    scale = 65535.0 if raw.dtype == np.uint16 or raw.max(initial=0) > 255 else 255.0
-    return raw.astype(np.float32) / np.float32(scale)
 
 
 class NYUDDataset(MultiTaskDataset):
@@ -116,50 +79,21 @@ class NYUDDataset(MultiTaskDataset):
           meta.json                  optional (procedural scenes): {"class_names": [...], "domain": "..."}
     """
     REQUIRED = ("gt_sets", "images")
+    SPLIT_LISTS = "gt_sets"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        tasks: Sequence[str] | None = None,
-        transform: Callable[[Sample], Sample] | None = None,
-    ):
-        self._meta: dict[str, Any] | None = None
-        super().__init__(root, split, tasks, transform)
-
-    @classmethod
-    def splits(cls, root: str | Path) -> list[str]:
-        return sorted(p.stem for p in (Path(root) / "gt_sets").glob("*.txt"))
-
-    @property
+    @cached_property
     def meta(self) -> dict[str, Any]:
         """Contents of ``meta.json`` (empty when absent)."""
-        if self._meta is None:
-            path = self.root / "meta.json"
-            data: Any = {}
-            if path.is_file():
-                try:
-                    data = load_json(path)
-                except UnreadableFile as err:
-                    raise self.error(f"{err.reason}: {path}", "fix or delete meta.json") from None
-                if not isinstance(data, dict):
-                    raise self.error(f"{path} must hold a JSON object", "fix or delete meta.json")
-            self._meta = data
-        return self._meta
+        path = self.root / "meta.json"
+        if not path.is_file():
+            return {}
+        data = self.read_or_error(load_json, path, "fix or delete meta.json")
+        if not isinstance(data, dict):
+            raise self.error(f"{path} must hold a JSON object", "fix or delete meta.json")
+        return data
 
-    def _split_source(self) -> Path:
-        return self.root / "gt_sets" / f"{self.split}.txt"
-
-    def _read_ids(self) -> list[str]:
-        path = self._split_source()
-        try:
-            return read_lines(path)
-        except UnreadableFile as err:
-            raise self.error(f"{err.reason}: {path}", "re-extract the split list") from None
-
-    def _missing_for_task(self, task: str) -> Path | None:
-        folder = self.root / _DIRS[task]
-        return None if folder.is_dir() else folder
+    def _task_dirs(self, task: str) -> list[Path]:
+        return [self.root / _DIRS[task]]
 
     def _class_names(self, task: str) -> list[str]:
         names = self.meta.get("class_names")
@@ -181,26 +115,20 @@ class NYUDDataset(MultiTaskDataset):
     def files(self, sample_id: str) -> dict[str, list[Path]]:
         return {key: [self._path(key, sample_id)] for key in ("image", *self.tasks)}
 
-    def _load(self, sample_id: str) -> Sample:
-        sample: Sample = {"image": image_tensor(load_rgb(self._path("image", sample_id)))}
-        for task in self.tasks:
-            path = self._path(task, sample_id)
-            if task == "semseg":
-                raw = as_2d(load_png(path), path).astype(np.int64)
-                sample[task] = int_label(np.where(raw == 0, 255, raw - 1))
-            elif task == "depth":
-                depth = as_2d(load_npy(path), path).astype(np.float32)
-                sample[task] = float_map(np.where(depth == 0, np.float32(np.nan), depth))
-            elif task == "normals":
-                if path.suffix == ".png":
-                    vec = decode_png_normals(load_png(path), path)
-                else:
-                    vec = as_hwc3(load_npy(path), path).astype(np.float32)
-                sample[task] = normals_tensor(vec)
-            else:  # edge
-                if path.suffix == ".png":
-                    edge = png_to_unit(as_2d(load_png(path), path))
-                else:
-                    edge = as_2d(load_npy(path), path).astype(np.float32)
-                sample[task] = float_map(edge)
-        return sample
+    def _load_task(self, task: str, paths: list[Path]) -> torch.Tensor:
+        path = paths[0]
+        if task == "semseg":
+            return void_zero_label(load_png_2d(path))
+        if task == "depth":
+            depth = as_2d(load_npy(path), path).astype(np.float32)
+            return float_map(np.where(depth == 0, np.float32(np.nan), depth))
+        if task == "normals":
+            if path.suffix == ".png":
+                vec = decode_png_normals(load_png(path), path)
+            else:
+                vec = as_hwc3(load_npy(path), path).astype(np.float32)
+            return normals_tensor(vec)
+        # edge
+        if path.suffix == ".png":
+            return float_map(png_to_unit(load_png_2d(path)))
+        return float_map(as_2d(load_npy(path), path).astype(np.float32))

@@ -13,7 +13,7 @@ Tasks and how each is derived (field conventions unless marked "our interpretati
   NYUD-trained teacher, kept in the frame it is stored in), kept only on pixels whose PASCAL-Context
   ``LabelMap`` class is in ``normals_valid_ids``; all other pixels are NaN.
 * ``edge`` -- boundaries of the ``LabelMap`` partition in ``pascal-context/trainval/<id>.mat``:
-  ``|Laplacian(LabelMap)| > 0`` thinned to one pixel (see :mod:`.thinning`), float {0, 1}.
+  ``|Laplacian(LabelMap)| > 0`` thinned to one pixel (see :mod:`taskadapt.morphology`), float {0, 1}.
 
 ``normals_valid_ids`` (our interpretation). The benchmark masks normals to 169 "NYU-compatible"
 PASCAL-Context classes, computed by the peers from two class-name JSON files that ship with their
@@ -31,31 +31,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from taskadapt.data.datasets.base import (
-    MultiTaskDataset,
-    Sample,
-    float_map,
-    image_tensor,
-    int_label,
-    normals_tensor,
-)
+from taskadapt.data.datasets.base import MultiTaskDataset, Sample, float_map, image_tensor, int_label, normals_tensor
 from taskadapt.data.datasets.files import (
     UnreadableFile,
+    as_2d,
+    decode_png_normals,
     first_existing,
     load_mat,
     load_png,
+    load_png_2d,
     load_rgb,
-    read_lines,
 )
-from taskadapt.data.datasets.nyud import as_2d, decode_png_normals
-from taskadapt.data.datasets.thinning import edges_from_labels
 from taskadapt.errors import ConfigError
+from taskadapt.morphology import edges_from_labels
 
 VOC_CLASSES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -170,41 +164,19 @@ class PascalContextDataset(MultiTaskDataset):
           pascal-context/trainval/<id>.mat       'LabelMap' (H, W), 459-class PASCAL-Context labels
     """
     REQUIRED = ("JPEGImages", "ImageSets/Context")
+    SPLIT_LISTS = "ImageSets/Context"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        tasks: Sequence[str] | None = None,
-        transform: Callable[[Sample], Sample] | None = None,
-        normals_valid_ids: Sequence[int] | str | Path | None = None,
-    ):
+    def _configure(self, normals_valid_ids: Sequence[int] | str | Path | None = None) -> None:
         self.normals_valid_ids = parse_id_list(normals_valid_ids)
-        super().__init__(root, split, tasks, transform)
 
-    @classmethod
-    def splits(cls, root: str | Path) -> list[str]:
-        return sorted(p.stem for p in (Path(root) / "ImageSets" / "Context").glob("*.txt"))
-
-    def _split_source(self) -> Path:
-        return self.root / "ImageSets" / "Context" / f"{self.split}.txt"
-
-    def _read_ids(self) -> list[str]:
-        path = self._split_source()
-        try:
-            return read_lines(path)
-        except UnreadableFile as err:
-            raise self.error(f"{err.reason}: {path}", "re-extract the split list") from None
-
-    def _missing_for_task(self, task: str) -> Path | None:
-        need = {
+    def _task_dirs(self, task: str) -> list[Path]:
+        return {
             "semseg": [self.root / "semseg"],
             "parts": [self.root / "human_parts"],
             "saliency": [self.root / "sal_distill"],
             "normals": [self.root / "normals_distill", self.root / "pascal-context" / "trainval"],
             "edge": [self.root / "pascal-context" / "trainval"],
         }[task]
-        return next((p for p in need if not p.is_dir()), None)
 
     def _class_names(self, task: str) -> list[str]:
         return list(VOC_CLASSES if task == "semseg" else PART_CLASSES)
@@ -233,6 +205,8 @@ class PascalContextDataset(MultiTaskDataset):
         return as_2d(np.asarray(mat["LabelMap"]), path).astype(np.int64)
 
     def _load(self, sample_id: str) -> Sample:
+        # not the base's per-task _load_task: normals and edge share one LabelMap read, and parts
+        # needs the image size
         files = self.files(sample_id)
         rgb = load_rgb(files["image"][0])
         h, w = rgb.shape[:2]
@@ -241,14 +215,12 @@ class PascalContextDataset(MultiTaskDataset):
         for task in self.tasks:
             path = files[task][0]
             if task == "semseg":
-                sample[task] = int_label(as_2d(load_png(path), path))
+                sample[task] = int_label(load_png_2d(path))
             elif task == "parts":
                 target = parse_human_parts(load_mat(path, ["anno"]), path)
                 sample[task] = int_label(np.full((h, w), 255, dtype=np.int64) if target is None else target)
             elif task == "saliency":
-                sal = load_png(path)
-                sal = sal[..., 0] if sal.ndim == 3 else sal
-                salient = as_2d(sal, path).astype(np.float32) / 255.0 > 0.5
+                salient = load_png_2d(path, multi_channel=True).astype(np.float32) / 255.0 > 0.5
                 sample[task] = float_map(salient.astype(np.float32))
             elif task == "normals":
                 vec = decode_png_normals(load_png(path), path)

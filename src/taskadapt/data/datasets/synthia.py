@@ -22,29 +22,17 @@ from ``<root>/splits/<split>.txt`` (one id per line, e.g. ``0000000``; our conve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
+import torch
 
-from taskadapt.data.datasets.base import MultiTaskDataset, Sample, float_map, image_tensor, int_label, lookup
-from taskadapt.data.datasets.cityscapes import (
-    CITYSCAPES_CLASSES,
-    SYNTHIA16_CLASSES,
-    _table,
-    check_num_classes,
-    trainid_to_16,
-)
-from taskadapt.data.datasets.files import UnreadableFile, load_png, load_rgb, read_lines
-from taskadapt.data.datasets.nyud import as_2d
+from taskadapt.data.datasets.base import MultiTaskDataset, float_map, int_label, lookup, png16_depth
+from taskadapt.data.datasets.cityscapes import check_num_classes, train_id_classes, train_id_table
+from taskadapt.data.datasets.files import load_png16, load_png_2d, read_lines
 
 #: SYNTHIA class id -> Cityscapes train id
 SYNTHIA_TO_TRAIN = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 16: 9, 1: 10, 10: 11, 17: 12,
                     8: 13, 18: 14, 19: 15, 20: 16, 12: 17, 11: 18}
-
-
-def _first_channel(arr: np.ndarray) -> np.ndarray:
-    return arr[..., 0] if arr.ndim == 3 else arr
 
 
 class SynthiaDataset(MultiTaskDataset):
@@ -70,45 +58,30 @@ class SynthiaDataset(MultiTaskDataset):
           splits/<split>.txt        optional, one id per line (split 'all' = every RGB image)
     """
     REQUIRED = ("RGB",)
+    SPLIT_LISTS = "splits"
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        tasks: Sequence[str] | None = None,
-        transform: Callable[[Sample], Sample] | None = None,
-        num_classes: int = 16,
-    ):
+    def _configure(self, num_classes: int = 16) -> None:
         self._n = check_num_classes("synthia", num_classes)
-        mapping = dict(SYNTHIA_TO_TRAIN)
-        if self._n == 16:
-            to16 = trainid_to_16()
-            mapping = {s: to16[t] for s, t in mapping.items() if t in to16}
-        self._lut = _table(mapping, size=65536)
-        super().__init__(root, split, tasks, transform)
+        self._lut = train_id_table(SYNTHIA_TO_TRAIN, self._n, size=65536)
 
     @classmethod
     def splits(cls, root: str | Path) -> list[str]:
-        return sorted({p.stem for p in (Path(root) / "splits").glob("*.txt")} | {"all"})
+        return sorted({*super().splits(root), "all"})
 
     def _split_source(self) -> Path:
-        return self.root / "RGB" if self.split == "all" else self.root / "splits" / f"{self.split}.txt"
+        return self.root / "RGB" if self.split == "all" else self._split_list()
 
     def _read_ids(self) -> list[str]:
         if self.split == "all":
             return sorted(p.stem for p in (self.root / "RGB").glob("*.png"))
-        path = self._split_source()
-        try:
-            return [line.removesuffix(".png") for line in read_lines(path)]
-        except UnreadableFile as err:
-            raise self.error(f"{err.reason}: {path}", "re-create the split list") from None
+        lines = self.read_or_error(read_lines, self._split_list(), "re-create the split list")
+        return [line.removesuffix(".png") for line in lines]
 
-    def _missing_for_task(self, task: str) -> Path | None:
-        folder = self.root / ("GT/LABELS" if task == "semseg" else "Depth/Depth")
-        return None if folder.is_dir() else folder
+    def _task_dirs(self, task: str) -> list[Path]:
+        return [self.root / ("GT/LABELS" if task == "semseg" else "Depth/Depth")]
 
     def _class_names(self, task: str) -> list[str]:
-        return list(SYNTHIA16_CLASSES if self._n == 16 else CITYSCAPES_CLASSES)
+        return train_id_classes(self._n)
 
     def files(self, sample_id: str) -> dict[str, list[Path]]:
         out = {"image": [self.root / "RGB" / f"{sample_id}.png"]}
@@ -118,18 +91,8 @@ class SynthiaDataset(MultiTaskDataset):
             out["depth"] = [self.root / "Depth" / "Depth" / f"{sample_id}.png"]
         return out
 
-    def _load(self, sample_id: str) -> Sample:
-        files = self.files(sample_id)
-        sample: Sample = {"image": image_tensor(load_rgb(files["image"][0]))}
-        if "semseg" in self.tasks:
-            path = files["semseg"][0]
-            sample["semseg"] = int_label(lookup(self._lut, as_2d(_first_channel(load_png(path)), path)))
-        if "depth" in self.tasks:
-            path = files["depth"][0]
-            raw = as_2d(_first_channel(load_png(path)), path)
-            if raw.dtype != np.uint16:
-                raise UnreadableFile(path, f"depth must be a 16-bit PNG, got {raw.dtype}")
-            depth = raw.astype(np.float32) / 100.0
-            depth[(raw == 0) | (raw == 65535)] = np.nan
-            sample["depth"] = float_map(depth)
-        return sample
+    def _load_task(self, task: str, paths: list[Path]) -> torch.Tensor:
+        if task == "semseg":
+            return int_label(lookup(self._lut, load_png_2d(paths[0], multi_channel=True)))
+        raw = load_png16(paths[0], "depth", multi_channel=True)
+        return float_map(png16_depth(raw, 100.0))  # centimetres

@@ -37,22 +37,30 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from taskadapt.data.datasets.base import (
     MultiTaskDataset,
-    Sample,
     float_map,
-    image_tensor,
-    int_label,
     normals_tensor,
+    png16_depth,
+    void_zero_label,
 )
-from taskadapt.data.datasets.files import UnreadableFile, load_json, load_png, load_rgb, read_lines
-from taskadapt.data.datasets.nyud import as_2d, decode_png_normals, png_to_unit
+from taskadapt.data.datasets.files import (
+    UnreadableFile,
+    decode_png_normals,
+    load_json,
+    load_png,
+    load_png16,
+    load_png_2d,
+    png_to_unit,
+    read_lines,
+)
 from taskadapt.errors import ConfigError
 
 #: Taskonomy segment_semantic classes (raw value k + 1 -> index k)
@@ -94,17 +102,14 @@ class TaskonomyDataset(MultiTaskDataset):
           splits/<split>.txt                                               one building per line
         (or domain-first: <root>/<domain>/<building>/point_..._domain_<domain>.png)
     """
+    SPLIT_LISTS = "splits"
 
-    def __init__(
+    def _configure(
         self,
-        root: str | Path,
-        split: str,
-        tasks: Sequence[str] | None = None,
-        transform: Callable[[Sample], Sample] | None = None,
         buildings: Sequence[str] | str | None = None,
         depth: str = "euclidean",
         edge_threshold: float = 0.04,
-    ):
+    ) -> None:
         if depth not in DEPTH_MODES:
             raise ConfigError(f"taskonomy depth={depth!r} is not one of {', '.join(DEPTH_MODES)}")
         if not 0.0 <= float(edge_threshold) < 1.0:
@@ -114,7 +119,6 @@ class TaskonomyDataset(MultiTaskDataset):
         self._explicit_buildings = list(buildings) if buildings is not None else None
         self.depth_mode = depth
         self.edge_threshold = float(edge_threshold)
-        super().__init__(root, split, tasks, transform)
 
     # ------------------------------------------------------------------------------ layout
 
@@ -132,12 +136,12 @@ class TaskonomyDataset(MultiTaskDataset):
 
     @classmethod
     def splits(cls, root: str | Path) -> list[str]:
-        return sorted({p.stem for p in (Path(root) / "splits").glob("*.txt")} | {"all"})
+        return sorted({*super().splits(root), "all"})
 
     def _split_source(self) -> Path | None:
         if self._explicit_buildings is not None or self.split == "all":
             return None
-        return self.root / "splits" / f"{self.split}.txt"
+        return self._split_list()
 
     @cached_property
     def buildings(self) -> list[str]:
@@ -146,11 +150,7 @@ class TaskonomyDataset(MultiTaskDataset):
             return list(self._explicit_buildings)
         if self.split == "all":
             return self._all_buildings(self.root)
-        path = self.root / "splits" / f"{self.split}.txt"
-        try:
-            return read_lines(path)
-        except UnreadableFile as err:
-            raise self.error(f"{err.reason}: {path}", "write one building name per line") from None
+        return self.read_or_error(read_lines, self._split_list(), "write one building name per line")
 
     def _domain_dir(self, domain: str, building: str) -> Path:
         if self._domain_first(self.root):
@@ -180,12 +180,8 @@ class TaskonomyDataset(MultiTaskDataset):
                                  "download that building or remove it from the split")
         return self.buildings
 
-    def _missing_for_task(self, task: str) -> Path | None:
-        for building in self._checked_buildings:
-            folder = self._domain_dir(self._domain(task), building)
-            if not folder.is_dir():
-                return folder
-        return None
+    def _task_dirs(self, task: str) -> list[Path]:
+        return [self._domain_dir(self._domain(task), building) for building in self._checked_buildings]
 
     def _read_ids(self) -> list[str]:
         ids: list[str] = []
@@ -211,32 +207,22 @@ class TaskonomyDataset(MultiTaskDataset):
 
     # ------------------------------------------------------------------------------ loading
 
-    def _load(self, sample_id: str) -> Sample:
-        files = self.files(sample_id)
-        sample: Sample = {"image": image_tensor(load_rgb(files["image"][0]))}
-        for task in self.tasks:
-            path = files[task][0]
-            if task == "semseg":
-                raw = load_png(path)
-                raw = as_2d(raw[..., 0] if raw.ndim == 3 else raw, path).astype(np.int64)
-                sample[task] = int_label(np.where(raw == 0, 255, raw - 1))
-            elif task == "depth":
-                sample[task] = float_map(self._load_depth(path, files[task][1:]))
-            elif task == "normals":
-                vec = decode_png_normals(load_png(path), path)
-                vec[..., 1] *= -1.0  # stored y points down; ours points up
-                sample[task] = normals_tensor(vec)
-            else:  # edge
-                unit = png_to_unit(as_2d(load_png(path), path))
-                sample[task] = float_map((unit > self.edge_threshold).astype(np.float32))
-        return sample
+    def _load_task(self, task: str, paths: list[Path]) -> torch.Tensor:
+        path = paths[0]
+        if task == "semseg":
+            return void_zero_label(load_png_2d(path, multi_channel=True))
+        if task == "depth":
+            return float_map(self._load_depth(path, paths[1:]))
+        if task == "normals":
+            vec = decode_png_normals(load_png(path), path)
+            vec[..., 1] *= -1.0  # stored y points down; ours points up
+            return normals_tensor(vec)
+        # edge
+        unit = png_to_unit(load_png_2d(path))
+        return float_map((unit > self.edge_threshold).astype(np.float32))
 
     def _load_depth(self, path: Path, extra: list[Path]) -> np.ndarray:
-        raw = as_2d(load_png(path), path)
-        if raw.dtype != np.uint16:
-            raise UnreadableFile(path, f"depth must be a 16-bit PNG, got {raw.dtype}")
-        depth = raw.astype(np.float32) / 512.0
-        depth[(raw == 0) | (raw == 65535)] = np.nan
+        depth = png16_depth(load_png16(path, "depth"), 512.0)
         if self.depth_mode != "euclidean_to_z":
             return depth
         info_path = extra[0]
