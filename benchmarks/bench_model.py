@@ -92,8 +92,8 @@ def bench_troa(batch: int, repeats: int) -> None:
         step()  # warm-up
         steps[troa] = step
     times: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(repeats):
-        for troa in (False, True):
+    for r in range(repeats):
+        for troa in ((False, True) if r % 2 == 0 else (True, False)):  # alternate: no order bias
             t0 = time.perf_counter()
             steps[troa]()
             times[troa].append(time.perf_counter() - t0)

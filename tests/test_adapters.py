@@ -113,9 +113,9 @@ def test_adapter_layers_compute_the_pretrained_blocks_at_init(method):
                 torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
-def test_default_adapter_blocks_are_the_last_third():
+def test_default_adapter_blocks_are_the_last_quarter():
     model = tiny_model()
-    assert model.adapter_steps == [4, 5]  # 6 blocks -> the last 2
+    assert model.adapter_steps == [4, 5]  # 6 blocks -> the last ceil(6 / 4) = 2
     assert model.split == 4
     model = tiny_model(adapter_blocks=[3, 5])
     assert model.adapter_steps == [3, 5] and model.split == 3

@@ -132,12 +132,26 @@ def test_adapters_on_pyramid_backbones_are_exact_at_init(base):
     assert out["normals"].shape == (2, 3, 64, 64)
 
 
-def test_swin_defaults_follow_the_paper_figure():
+def test_default_adapters_follow_the_paper_figure_on_swin_small():
+    from taskadapt.models import create_backbone
+    from taskadapt.models.multitask import default_adapter_blocks
+
+    backbone = create_backbone("swin_small_patch4_window7_224")
+    steps, blocks = backbone.steps(), backbone.block_steps()
+    names = [steps[blocks[k]].name for k in default_adapter_blocks(backbone)]
+    assert names == [f"layers.2.blocks.{j}" for j in range(14, 18)] + ["layers.3.blocks.0", "layers.3.blocks.1"]
+    backbone = create_backbone("pvt_v2_b2")
+    steps, blocks = backbone.steps(), backbone.block_steps()
+    assert {steps[blocks[k]].stage for k in default_adapter_blocks(backbone)} == {3}
+
+
+def test_swin_adapter_model_uses_the_window_for_taa():
     model = make("adapters", base=TINY_SWIN)
     steps = model.backbone.steps()
-    assert [steps[i].name for i in model.adapter_steps] == [
-        "layers.2.blocks.0", "layers.2.blocks.1", "layers.3.blocks.0", "layers.3.blocks.1"]
+    assert [steps[i].name for i in model.adapter_steps] == ["layers.3.blocks.0", "layers.3.blocks.1"]
     assert model.task_embeddings.shape[1] == 8  # explicit task_embed_dim wins over window^3
+    taa = model.adapter_layers[str(model.adapter_steps[0])].taa
+    assert taa.num_tokens == 2 * 2 and taa.block_size == 2  # last stage 2x2 map: the window shrinks to it
 
 
 def test_taa_on_spatially_reduced_attention_is_a_clear_error():

@@ -138,3 +138,27 @@ def test_ddp_ranks_agree_with_one_process_on_all_samples():
     mp.spawn(_ddp_worker, args=(2, _free_port(), grads, out), nprocs=2, join=True)
     torch.testing.assert_close(out[0], single.affinity)
     torch.testing.assert_close(out[1], single.affinity)
+
+
+def test_constructed_losses_give_the_expected_affinities():
+    """Losses L_t = <a_t, z_t> have gradient a_t: identical, opposite, orthogonal and scaled pairs."""
+    B, M = 3, 8
+    a = torch.zeros(4, M)
+    a[0, 0] = 1.0  # task 0
+    a[1, 0] = 1.0  # task 1: identical to task 0
+    a[2, 0] = -1.0  # task 2: opposite
+    a[3, 1] = 1.0  # task 3: orthogonal
+    weights = torch.tensor([1.0, 2.0, 0.5, 1.0])
+    for measure in ("cosine", "projection"):
+        aff = TaskAffinity(4, measure, momentum=0.0)
+        z = torch.randn(B, M, requires_grad=True)
+        z_exp = z.unsqueeze(0).expand(4, B, M)
+        aff.watch(z_exp)
+        total = sum(weights[t] * (z_exp[t] * a[t]).sum() for t in range(4))
+        total.backward()
+        aff.update(weights)
+        A = aff.affinity
+        assert A[0, 1] == pytest.approx(1.0) and A[1, 0] == pytest.approx(1.0)
+        assert A[0, 2] == 0.0 and A[2, 0] == 0.0
+        assert A[0, 3] == 0.0 and A[3, 0] == 0.0
+        assert torch.diagonal(A).tolist() == [1.0, 1.0, 1.0, 1.0]

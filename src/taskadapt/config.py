@@ -123,8 +123,8 @@ class ModelConfig:
     img_size: int | None = None
     #: adapters (ours), stl, mtl_finetune, frozen_heads, lora, no_taa, no_tsn, no_troa
     method: str = "adapters"
-    #: 0-based indices over all transformer blocks; null = family default (ViT: last third; Swin: last 4
-    #: of stage 3 + stage 4, as the paper's figure; PVTv2: the last stage)
+    #: 0-based indices over all transformer blocks; null = the last quarter of the blocks (on Swin-S/B the
+    #: paper's figure: stage-3 blocks 15-18 + stage 4); PVTv2: the last stage
     adapter_blocks: list[int] | None = None
     #: bottleneck C -> C / r -> C
     bottleneck_ratio: float = 4.0

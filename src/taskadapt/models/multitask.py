@@ -33,19 +33,20 @@ from taskadapt.tasks import get_task
 
 
 def default_adapter_blocks(backbone: Backbone) -> list[int]:
-    """Family defaults (method.md §3): ViT the last third of the blocks; Swin the last 4 blocks of
-    stage 3 and all of stage 4 (the paper's figure); PVTv2 the last stage (square attention)."""
+    """The last quarter of the transformer blocks (ViT and Swin); PVTv2: its last stage.
+
+    [ours] On Swin-S/B (24 blocks) the last quarter is exactly the paper's figure: stage-3 blocks
+    15-18 and stage 4. Applying "last 4 of stage 3 + stage 4" literally to Swin-T (12 blocks) would
+    adapt half the network, and a last third on ViT-12: running those blocks once per task costs 2.0-2.5x
+    a single-task forward, against about 1.75x for a quarter (benchmarks/bench_model.py). PVTv2's
+    last stage is the one with square attention (no spatial reduction), which TAA needs.
+    """
     steps = backbone.steps()
-    blocks = backbone.block_steps()
-    stages = [steps[i].stage for i in blocks]
-    last = max(stages)
-    if backbone.family == "swin" and last >= 1:
-        third = [k for k, s in enumerate(stages) if s == last - 1][-4:]
-        return third + [k for k, s in enumerate(stages) if s == last]
+    stages = [steps[i].stage for i in backbone.block_steps()]
     if backbone.family == "pvt_v2":
-        return [k for k, s in enumerate(stages) if s == last]
-    n = len(blocks)
-    return list(range(n - max(1, n // 3), n))
+        return [k for k, s in enumerate(stages) if s == max(stages)]
+    n = len(stages)
+    return list(range(n - max(1, -(-n // 4)), n))
 
 
 def _attention_tokens(backbone: Backbone, step_indices: Sequence[int]) -> dict[int, tuple[int, int]]:
