@@ -29,26 +29,10 @@ from torch import nn
 from taskadapt.errors import ConfigError
 from taskadapt.models.backbones import register_backbone
 from taskadapt.models.backbones.base import Backbone, Step
+from taskadapt.models.backbones.layers import per_stage, to_pair
 
 _BLOCK_EPS = 1e-6  # timm.layers.LayerNorm default, used for norm1/norm2 and the stage norms
 _LINEAR_POOL = 7  # the linear-attention variant pools keys/values to a fixed 7x7 grid
-
-
-def _pair(x: int | Sequence[int]) -> tuple[int, int]:
-    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
-
-
-def _per_stage(value, num_stages: int, what: str) -> tuple:
-    """A scalar repeated for every stage, or a sequence with exactly one entry per stage."""
-    if isinstance(value, (int, float)):
-        return (value,) * num_stages
-    value = tuple(value)
-    if len(value) != num_stages:
-        raise ConfigError(
-            f"pvt_v2: {what} has {len(value)} entries but depths has {num_stages} stages; "
-            f"give one {what} value per stage (or a single number for all)"
-        )
-    return value
 
 
 class OverlapPatchEmbed(nn.Module):
@@ -240,12 +224,12 @@ class PyramidVisionTransformerV2(Backbone):
         super().__init__()
         depths = tuple(int(d) for d in depths)
         n = len(depths)
-        embed_dims = tuple(int(d) for d in _per_stage(embed_dims, n, "embed_dims"))
-        num_heads = _per_stage(num_heads, n, "num_heads")
-        sr_ratios = _per_stage(sr_ratios, n, "sr_ratios")
-        mlp_ratios = _per_stage(mlp_ratios, n, "mlp_ratios")
+        embed_dims = tuple(int(d) for d in per_stage(embed_dims, n, "embed_dims", "pvt_v2"))
+        num_heads = per_stage(num_heads, n, "num_heads", "pvt_v2")
+        sr_ratios = per_stage(sr_ratios, n, "sr_ratios", "pvt_v2")
+        mlp_ratios = per_stage(mlp_ratios, n, "mlp_ratios", "pvt_v2")
         self.name = name
-        self.img_size = _pair(img_size)
+        self.img_size = to_pair(img_size)
         self.depths = depths
         self.embed_dims = embed_dims
         self.num_features = embed_dims[-1]

@@ -29,13 +29,10 @@ from torch import nn
 from taskadapt.errors import CheckpointError, ConfigError
 from taskadapt.models.backbones import register_backbone
 from taskadapt.models.backbones.base import Backbone, Step
+from taskadapt.models.backbones.layers import Mlp, per_stage, to_pair
 
 _MASK_VALUE = -100.0  # timm's (and the original Swin's) logit penalty between shifted regions
 _OLD_LAYOUT_KEY = "layers.0.downsample.reduction.weight"  # original checkpoints merge at stage ends
-
-
-def _pair(x: int | Sequence[int]) -> tuple[int, int]:
-    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
 
 
 def _stage_windows(window_size, num_stages: int) -> list[tuple[int, int]]:
@@ -44,25 +41,13 @@ def _stage_windows(window_size, num_stages: int) -> list[tuple[int, int]]:
         return [(window_size, window_size)] * num_stages
     window_size = list(window_size)
     if len(window_size) == 2 and all(isinstance(w, int) for w in window_size):
-        return [_pair(window_size)] * num_stages  # a pair of ints is one (h, w) window, as in timm
+        return [to_pair(window_size)] * num_stages  # a pair of ints is one (h, w) window, as in timm
     if len(window_size) != num_stages:
         raise ConfigError(
             f"swin: window_size has {len(window_size)} entries but depths has {num_stages} stages; "
             "give one window size, an (h, w) pair, or one per stage"
         )
-    return [_pair(w) for w in window_size]
-
-
-def _per_stage(value, num_stages: int, what: str) -> tuple:
-    if isinstance(value, (int, float)):
-        return (value,) * num_stages
-    value = tuple(value)
-    if len(value) != num_stages:
-        raise ConfigError(
-            f"swin: {what} has {len(value)} entries but depths has {num_stages} stages; "
-            f"give one {what} value per stage (or a single number for all)"
-        )
-    return value
+    return [to_pair(w) for w in window_size]
 
 
 def window_partition(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
@@ -164,17 +149,6 @@ class WindowAttention(nn.Module):
             attn_mask = bias.expand(B, num_windows, -1, N, N).reshape(Bw, -1, N, N)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(x.transpose(1, 2).reshape(Bw, N, C))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class SwinBlock(nn.Module):
@@ -338,7 +312,7 @@ class SwinTransformer(Backbone):
     ):
         super().__init__()
         self.name = name
-        self.img_size = _pair(img_size)
+        self.img_size = to_pair(img_size)
         self.patch_size = patch_size
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
             raise ConfigError(
@@ -346,8 +320,8 @@ class SwinTransformer(Backbone):
                 f"use a multiple of {patch_size}"
             )
         num_stages = len(depths)
-        num_heads = _per_stage(num_heads, num_stages, "num_heads")
-        mlp_ratio = _per_stage(mlp_ratio, num_stages, "mlp_ratio")
+        num_heads = per_stage(num_heads, num_stages, "num_heads", "swin")
+        mlp_ratio = per_stage(mlp_ratio, num_stages, "mlp_ratio", "swin")
         windows = _stage_windows(window_size, num_stages)
         self.embed_dims = [int(embed_dim * 2**i) for i in range(num_stages)]
         self.num_features = self.embed_dims[-1]

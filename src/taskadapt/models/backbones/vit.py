@@ -14,10 +14,7 @@ from torch import nn
 from taskadapt.errors import CheckpointError
 from taskadapt.models.backbones import register_backbone
 from taskadapt.models.backbones.base import Backbone, Step
-
-
-def _pair(x: int | tuple[int, int]) -> tuple[int, int]:
-    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
+from taskadapt.models.backbones.layers import Mlp, to_pair
 
 
 class PatchEmbed(nn.Module):
@@ -65,17 +62,6 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then + mlp(norm2(x)). State (B, N, C)."""
 
@@ -114,7 +100,7 @@ class VisionTransformer(Backbone):
     ):
         super().__init__()
         self.name = name
-        self.img_size = _pair(img_size)
+        self.img_size = to_pair(img_size)
         self.patch_size = patch_size
         self.num_features = self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(self.img_size, patch_size, embed_dim)
