@@ -61,7 +61,9 @@ class DataConfig:
     root: str | None = None
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     train_split: str = "train"
-    val_split: str = "val"
+    #: split used for model selection; null = carved from the training split (train.val_fraction),
+    #: never the test split (the field's common flaw)
+    val_split: str | None = None
     test_split: str = "test"
     crop_size: int = 128
     batch_size: int = 16
@@ -142,11 +144,37 @@ class ModelConfig:
 
 
 @dataclass
+class TrainConfig:
+    """The optimisation schedule and the run's bookkeeping."""
+
+    steps: int = 2000
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    #: learning rate of the backbone weights when they train (fine-tuning baselines); null = lr
+    backbone_lr: float | None = 1e-4
+    warmup_steps: int = 100
+    #: cosine, onecycle or constant (after the warm-up)
+    schedule: str = "cosine"
+    #: clip the gradient norm to this value; 0 = off
+    grad_clip: float = 1.0
+    #: bfloat16 autocast for the forward pass
+    bf16: bool = False
+    #: share of the training split held out for model selection when data.val_split is null
+    val_fraction: float = 0.1
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 10
+    #: images evaluated on the validation split at each evaluation; 0 = all
+    val_max_images: int = 0
+
+
+@dataclass
 class Config:
     """The whole run configuration."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     out_dir: str = "runs/default"
 
@@ -336,6 +364,23 @@ def validate(cfg: Config) -> None:
         )
     if not 0 <= a.color_jitter <= 1:
         raise ConfigError(f"config key 'data.augment.color_jitter' must be in [0, 1], got {a.color_jitter}")
+    if d.val_split is not None and d.val_split == d.test_split:
+        raise ConfigError(
+            f"config keys 'data.val_split' and 'data.test_split' are both '{d.test_split}': model selection on "
+            "the test split inflates results; set data.val_split=null to carve validation images from training"
+        )
+    t = cfg.train
+    _one_of("train.schedule", t.schedule, ["constant", "cosine", "onecycle"], "schedule")
+    _positive("train.steps", t.steps)
+    _positive("train.lr", t.lr)
+    if t.backbone_lr is not None:
+        _positive("train.backbone_lr", t.backbone_lr)
+    for key in ("weight_decay", "warmup_steps", "grad_clip", "val_max_images"):
+        _positive(f"train.{key}", getattr(t, key), allow_zero=True)
+    for key in ("eval_every", "checkpoint_every", "log_every"):
+        _positive(f"train.{key}", getattr(t, key))
+    if not 0 < t.val_fraction < 1:
+        raise ConfigError(f"config key 'train.val_fraction' must be in (0, 1), got {t.val_fraction}")
     m = cfg.model
     _one_of("model.backbone", m.backbone, list_backbones(), "backbone")
     _one_of("model.method", m.method, list_methods(), "method")
