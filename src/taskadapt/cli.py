@@ -117,6 +117,25 @@ def config_show(
     console.print(to_yaml(cfg), end="", markup=False, highlight=False)
 
 
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path | None, typer.Argument(help="YAML config file, e.g. configs/scenes.yaml.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue a run: a checkpoint path, or 'last' for <out_dir>/checkpoints/last.")
+    ] = None,
+) -> None:
+    """Train a model (single process, or one per device under torchrun)."""
+    from taskadapt.config import load_config
+    from taskadapt.train.trainer import train
+
+    config, overrides = _split_config_arg(config, overrides)
+    cfg = load_config(config, overrides)
+    result = train(cfg, resume=resume, progress=True)
+    console.print(f"[green]done[/green]: {result.step} steps in {result.seconds:.0f} s; best checkpoint "
+                  f"{result.best}, last {result.last}")
+
+
 @app.command("params")
 def params(
     config: Annotated[Path | None, typer.Argument(help="YAML config file (optional).")] = None,

@@ -66,6 +66,8 @@ class DataConfig:
     val_split: str | None = None
     test_split: str = "test"
     crop_size: int = 128
+    #: edge match tolerance as a fraction of the image diagonal; null = by format (pascal 0.0075, else 0.011)
+    edge_tolerance: float | None = None
     batch_size: int = 16
     num_workers: int = 0
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
@@ -312,6 +314,13 @@ def to_yaml(cfg: Config) -> str:
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def edge_tolerance(cfg: Config) -> float:
+    """The BSDS match tolerance for this dataset (metrics-and-datasets §4.6)."""
+    if cfg.data.edge_tolerance is not None:
+        return cfg.data.edge_tolerance
+    return 0.0075 if cfg.data.format == "pascal" else 0.011
 
 
 # --------------------------------------------------------------------------------------------------

@@ -178,6 +178,8 @@ class MultiTaskModel(nn.Module):
                 layers[str(i)] = AdapterLayer(dim, bottleneck_ratio, bn_norm, taa)
             self.adapter_layers = nn.ModuleDict(layers)
 
+        #: the trainer turns this off on steps where TROA does not update (model.troa.every > 1)
+        self.capture_affinity = True
         later = {id(p) for st in steps[self.split:] for p in st.module.parameters()}
         self._prefix_params = [p for p in backbone.parameters() if id(p) not in later]
 
@@ -240,10 +242,11 @@ class MultiTaskModel(nn.Module):
         if self.split > self.last_step:
             return feats, T
         z = state
-        if self.training and self.troa_active and not z.requires_grad:
+        capture = self.training and self.troa_active and self.capture_affinity and torch.is_grad_enabled()
+        if capture and not z.requires_grad:
             z = z.detach().requires_grad_(True)  # gradients stop here: the prefix is frozen
         z_exp = z.unsqueeze(0).expand(T, *z.shape)  # (T, B, ...) -- TROA reads its gradient
-        if self.training and self.troa_active and torch.is_grad_enabled():
+        if capture:
             self.affinity.watch(z_exp)
         s = z_exp.reshape(T * B, *z.shape[1:])
         w = self.conditioning_vectors() if self.streams else None

@@ -1,0 +1,74 @@
+"""Evaluate a model on a loader: per-task metrics at the labels' resolution, and the mean loss.
+
+Predictions are made at the model's input size and upsampled to each label's own size before the
+metric sees them (the field evaluates at the original resolution). Metrics are the DDP-summable
+ones of :mod:`taskadapt.metrics`, so a sharded evaluation gives the single-process numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from taskadapt.losses import MultiTaskLoss
+from taskadapt.tasks import get_task
+
+
+def _to_size(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if pred.shape[-2:] == size:
+        return pred
+    return F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
+
+
+def make_metrics(tasks: Iterable[str], num_classes: Mapping[str, int], edge_exact: bool = True,
+                 edge_tolerance: float = 0.011) -> dict:
+    metrics = {}
+    for task in tasks:
+        spec = get_task(task)
+        kwargs = {"exact": edge_exact, "tolerance": edge_tolerance} if task == "edge" else {}
+        metrics[task] = spec.make_metric(num_classes.get(task), **kwargs)
+    return metrics
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], num_classes: Mapping[str, int],
+             loss_fn: MultiTaskLoss | None = None, edge_exact: bool = True, edge_tolerance: float = 0.011,
+             progress: bool = False, description: str = "evaluating") -> dict:
+    """Returns ``{"metrics": {task: {name: float}}, "loss": float | None, "images": int}``."""
+    was_training = model.training
+    model.eval()
+    metrics = make_metrics(tasks, num_classes, edge_exact, edge_tolerance)
+    specs = {t: get_task(t) for t in tasks}
+    total_loss, batches, images = 0.0, 0, 0
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeRemainingColumn(), disable=not progress, transient=True)
+    with bar:
+        job = bar.add_task(description, total=len(loader) if hasattr(loader, "__len__") else None)
+        for batch in loader:
+            preds = model(batch["image"])
+            images += batch["image"].shape[0]
+            if loss_fn is not None and all(isinstance(batch.get(specs[t].label_key), torch.Tensor)
+                                           for t in tasks if specs[t].label_key in batch):
+                same_size = {t: _to_size(p, batch[specs[t].label_key].shape[-2:])
+                             for t, p in preds.items() if specs[t].label_key in batch}
+                if same_size:
+                    total_loss += float(loss_fn(same_size, batch).total)
+                    batches += 1
+            for task, pred in preds.items():
+                target = batch.get(specs[task].label_key)
+                if target is None:
+                    continue
+                targets = target if isinstance(target, list) else list(target)
+                for i, t in enumerate(targets):
+                    p = specs[task].postprocess(_to_size(pred[i:i + 1], t.shape[-2:]))
+                    metrics[task].update(p, t.unsqueeze(0))
+            bar.advance(job)
+    results = {}
+    for task, metric in metrics.items():
+        values = metric.compute()
+        results[task] = {k: float(v) for k, v in values.items() if v.ndim == 0}
+    model.train(was_training)
+    return {"metrics": results, "loss": total_loss / batches if batches else None, "images": images}

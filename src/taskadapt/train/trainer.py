@@ -1,0 +1,284 @@
+"""The training loop: plain PyTorch, DDP-ready, reproducible and resumable.
+
+``train(cfg)`` writes into ``cfg.out_dir``::
+
+    config.yaml                      the resolved configuration
+    checkpoints/last.safetensors     (+ last.state.pt)  written every train.checkpoint_every steps
+    checkpoints/best.safetensors     lowest validation loss (validation carved from training data)
+    log.csv, tb/                     per-step losses and learning rate; validation metrics
+    metrics.json                     validation metrics of the best checkpoint
+
+AdamW (no weight decay on biases, norms and embeddings), linear warm-up then cosine / one-cycle /
+constant, gradient clipping, optional bf16 autocast, TROA updates every ``model.troa.every`` steps.
+SIGINT/SIGTERM write ``last`` and stop cleanly; a NaN or infinite loss stops the run, naming the task
+and the step, and leaves the last good checkpoint untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from taskadapt.config import Config, edge_tolerance, to_dict, to_yaml
+from taskadapt.errors import ConfigError, TaskadaptError
+from taskadapt.io import write_json, write_text
+from taskadapt.losses import MultiTaskLoss
+from taskadapt.models import create_model
+from taskadapt.train import checkpoint as ckpt
+from taskadapt.train.data import build_splits, eval_loader, prepare_scenes, train_loader
+from taskadapt.train.distributed import DistInfo, barrier, cleanup, init_from_env
+from taskadapt.train.evaluate import evaluate
+from taskadapt.train.schedule import build_scheduler
+
+console = Console()
+
+
+class TrainingDiverged(TaskadaptError):
+    """A loss became NaN or infinite."""
+
+
+class TrainingInterrupted(TaskadaptError):
+    """SIGINT/SIGTERM: the last checkpoint was written and the run stopped."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    last: Path
+    best: Path | None
+    step: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
+    """AdamW groups: fine-tuned pretrained backbone weights at ``train.backbone_lr``; everything new at
+    ``train.lr``; no weight decay on 1-D tensors (biases, norms) and embeddings."""
+    t = cfg.train
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        pretrained = ("backbone." in f".{name}") and ".film." not in name and "lora_" not in name
+        lr = (t.backbone_lr or t.lr) if pretrained else t.lr
+        decay = 0.0 if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "task_embeddings")) else t.weight_decay
+        groups.setdefault((lr, decay), []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+class _StopFlag:
+    """Records SIGINT/SIGTERM so the loop can checkpoint and stop between steps."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _Logger:
+    """CSV and TensorBoard logs (rank 0 only)."""
+
+    def __init__(self, out: Path, enabled: bool, resume: bool):
+        self.enabled = enabled
+        self.csv_path = out / "log.csv"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tb"))
+            except ImportError:  # tensorboard is a dependency; stay usable if someone removed it
+                self.tb = None
+        self._fields: list[str] | None = None
+        if enabled and resume and self.csv_path.is_file():
+            with open(self.csv_path, newline="") as f:
+                self._fields = next(csv.reader(f), None)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self._fields is None:
+            self._fields = ["step", *values]
+            with open(self.csv_path, "w", newline="") as f:
+                csv.writer(f).writerow(self._fields)
+        with open(self.csv_path, "a", newline="") as f:
+            csv.writer(f).writerow([step, *[values.get(k, "") for k in self._fields[1:]]])
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+
+    def log_eval(self, step: int, result: dict) -> None:
+        if self.tb is None:
+            return
+        for task, metrics in result["metrics"].items():
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"val/{task}/{k}", v, step)
+        if result["loss"] is not None:
+            self.tb.add_scalar("val/loss", result["loss"], step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _meta(cfg: Config, model: torch.nn.Module, step: int, num_classes: dict, metrics: dict | None) -> dict:
+    inner = _unwrap(model)
+    affinity = inner.affinity.affinity.tolist() if hasattr(inner, "affinity") else None
+    return {"config": to_dict(cfg), "step": step, "tasks": list(cfg.data.tasks), "num_classes": num_classes,
+            "backbone": cfg.model.backbone, "method": cfg.model.method, "affinity": affinity,
+            "metrics": metrics or {}}
+
+
+def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Train ``cfg``; ``resume`` is a checkpoint (``.../last.safetensors``) or ``True``-ish ``"last"``."""
+    info = init_from_env()
+    try:
+        return _train(cfg, info, resume, progress)
+    finally:
+        cleanup(info)
+
+
+def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: bool) -> TrainResult:
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    last_path, best_path = ckpt_dir / "last.safetensors", ckpt_dir / "best.safetensors"
+    if resume == "last":
+        resume = last_path
+    if resume is None and last_path.exists():
+        raise ConfigError(f"out_dir '{out}' already holds a run ({last_path}); pass --resume to continue it "
+                          "or set out_dir to a new folder")
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.data.format == "scenes":
+            prepare_scenes(cfg, progress=progress)
+        write_text(out / "config.yaml", to_yaml(cfg))
+    barrier(info)
+
+    torch.manual_seed(cfg.seed)
+    splits = build_splits(cfg)
+    model = create_model(cfg, num_classes=splits.num_classes).to(info.device)
+    loss_fn = MultiTaskLoss(cfg.data.tasks, cfg.model.loss_weights)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.train.lr)
+    total = cfg.train.steps
+    scheduler = build_scheduler(optimizer, total, cfg.train.warmup_steps, cfg.train.schedule)
+    start, best_loss = 0, math.inf
+    if resume is not None:
+        meta = ckpt.read_meta(resume)
+        if meta.get("tasks") != list(cfg.data.tasks) or meta.get("method") != cfg.model.method:
+            raise ConfigError(f"cannot resume '{resume}': it was trained with method {meta.get('method')} on "
+                              f"tasks {meta.get('tasks')}, this config has {cfg.model.method} on {cfg.data.tasks}")
+        ckpt.restore_model(model, resume)
+        state = ckpt.load_train_state(resume)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, best_loss = int(state["step"]), float(state.get("best_loss", math.inf))
+    if info.distributed:
+        ddp_kwargs = {"device_ids": [info.device.index]} if info.device.type == "cuda" else {}
+        model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+    inner = _unwrap(model)
+    troa_every = cfg.model.troa.every
+
+    loader = train_loader(cfg, splits.train, start, info.rank, info.world)
+    val_loader = eval_loader(cfg, splits.val, cfg.train.val_max_images)
+    logger = _Logger(out, info.is_main, resume is not None)
+    autocast = (torch.autocast(device_type=info.device.type, dtype=torch.bfloat16) if cfg.train.bf16
+                else contextlib.nullcontext())
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                   disable=not (progress and info.is_main), console=console)
+    t0 = time.perf_counter()
+    step = start
+    best_metrics: dict = {}
+    running: dict[str, float] = {}
+
+    def save(path: Path, metrics: dict | None = None) -> None:
+        if info.is_main:
+            ckpt.save_checkpoint(path, model, _meta(cfg, model, step, splits.num_classes, metrics),
+                                 {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                  "step": step, "best_loss": best_loss})
+        barrier(info)
+
+    with _StopFlag() as stop, bar:
+        job = bar.add_task(f"training {cfg.model.method}", total=total, completed=start, losses="")
+        model.train()
+        for batch in loader:
+            batch = {k: (v.to(info.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+                     for k, v in batch.items()}
+            if hasattr(inner, "capture_affinity"):
+                inner.capture_affinity = step % troa_every == 0
+            with autocast:
+                preds = model(batch["image"])
+            preds = {k: v.float() for k, v in preds.items()}
+            losses = loss_fn(preds, batch)
+            bad = [t for t, v in losses.per_task.items() if not torch.isfinite(v)]
+            if bad or not torch.isfinite(losses.total):
+                where = f"task '{bad[0]}' ({float(losses.per_task[bad[0]])})" if bad else "the total loss"
+                kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written"
+                raise TrainingDiverged(f"{where} is not finite at step {step}; {kept}. Lower train.lr, keep "
+                                       "train.grad_clip on, or check the labels of that task")
+            optimizer.zero_grad(set_to_none=True)
+            losses.total.backward()
+            if cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                               cfg.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if hasattr(inner, "update_affinity") and step % troa_every == 0:
+                inner.update_affinity(losses.weights, losses.present)
+            step += 1
+            for t, v in losses.per_task.items():
+                running[t] = 0.9 * running.get(t, float(v)) + 0.1 * float(v)
+            bar.update(job, completed=step, losses=" ".join(f"{t} {v:.3f}" for t, v in running.items()))
+            if step % cfg.train.log_every == 0 or step == total:
+                logger.log(step, {"loss": float(losses.total.detach()), "lr": scheduler.get_last_lr()[0],
+                                  **{f"loss/{t}": float(v) for t, v in losses.per_task.items()}})
+            if step % cfg.train.eval_every == 0 or step == total:
+                result = evaluate(model, val_loader, list(cfg.data.tasks), splits.num_classes, loss_fn,
+                                  edge_exact=False, edge_tolerance=edge_tolerance(cfg))
+                logger.log_eval(step, result)
+                if result["loss"] is not None and result["loss"] < best_loss:
+                    best_loss, best_metrics = result["loss"], {"step": step, "val_loss": result["loss"],
+                                                               **result["metrics"]}
+                    save(best_path, best_metrics)
+            if step % cfg.train.checkpoint_every == 0 or step == total:
+                save(last_path, best_metrics)
+            if stop.signal is not None:
+                save(last_path, best_metrics)
+                logger.close()
+                name = signal.Signals(stop.signal).name
+                raise TrainingInterrupted(f"{name} received at step {step}: wrote {last_path}; continue with "
+                                          f"`taskadapt train ... --resume {last_path}`")
+    logger.close()
+    seconds = time.perf_counter() - t0
+    if info.is_main:
+        write_json(out / "metrics.json", {"best": best_metrics, "steps": step, "train_seconds": seconds,
+                                          "note": "validation images carved from the training split"})
+    return TrainResult(out, last_path, best_path if best_path.exists() else None, step, best_metrics, seconds)
