@@ -14,6 +14,7 @@ _LAZY = {
     "create_backbone": ("taskadapt.models.backbones", "create_backbone"),
     "list_backbones": ("taskadapt.models.backbones", "list_backbones"),
     "load_config": ("taskadapt.config", "load_config"),
+    "load": ("taskadapt.api", "load"),
 }
 
 

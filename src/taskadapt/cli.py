@@ -136,6 +136,66 @@ def train_cmd(
                   f"{result.best}, last {result.last}")
 
 
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],
+    data: Annotated[str | None, typer.Option(help="Dataset folder (default: the checkpoint's own).")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="Dataset format (default: the checkpoint's).")] = None,
+    split: Annotated[str | None, typer.Option(help="Split to evaluate (default: the test split).")] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Single-task baseline JSON: adds Delta_m to the report.")
+    ] = None,
+    out: Annotated[str | None, typer.Option(help="Folder for metrics.json and report.md.")] = None,
+) -> None:
+    """Per-task metrics table; writes metrics.json and report.md (Delta_m with --baseline)."""
+    from taskadapt.evaluation_report import evaluate_checkpoint, metrics_table
+
+    results = evaluate_checkpoint(checkpoint, data=data, format=format, split=split, baseline=baseline, out=out)
+    console.print(metrics_table(results))
+    console.print(f"wrote {results['files']['metrics']} and {results['files']['report']}")
+
+
+@app.command("predict")
+def predict_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],
+    images: Annotated[list[str], typer.Argument(help="RGB images of any size.")],
+    out: Annotated[str, typer.Option(help="Output folder.")] = "runs/predictions",
+) -> None:
+    """A PNG per task per image, and a side-by-side sheet per image."""
+    from taskadapt.evaluation_report import predict_images
+
+    paths = predict_images(checkpoint, images, out)
+    console.print(f"wrote {len(paths)} files to {out}")
+
+
+@app.command("affinity")
+def affinity_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint of an adapters model.")],
+    out: Annotated[str | None, typer.Option(help="PNG path or folder for the heat map.")] = None,
+) -> None:
+    """The TROA task-affinity matrix as a table and a heat-map PNG."""
+    from taskadapt.evaluation_report import affinity_report
+
+    table, png = affinity_report(checkpoint, out=out)
+    console.print(table)
+    console.print(f"heat map: {png}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo"),
+    backbone_init: Annotated[
+        str, typer.Option(help="'pretrained' (the bundled weights) or 'random' (the comparison run).")
+    ] = "pretrained",
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's schedule).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo run in --out.")] = False,
+) -> None:
+    """Scenes -> train adapters on 4 tasks -> evaluate in-domain and on 2 unseen domains -> report.md."""
+    from taskadapt.demo import run_demo
+
+    run_demo(out, backbone_init=backbone_init, steps=steps, overwrite=overwrite)
+
+
 @app.command("params")
 def params(
     config: Annotated[Path | None, typer.Argument(help="YAML config file (optional).")] = None,

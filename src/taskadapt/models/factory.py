@@ -39,8 +39,10 @@ def create_model(cfg: Config, num_classes: Mapping[str, int] | None = None) -> M
     img_size = m.img_size or cfg.data.crop_size
 
     def build(tasks: list[str]) -> MultiTaskModel:
+        kwargs = dict(m.backbone_kwargs)
+        size = kwargs.pop("img_size", img_size)  # an explicit backbone_kwargs.img_size wins
         try:
-            backbone = create_backbone(m.backbone, pretrained=m.pretrained, img_size=img_size, **m.backbone_kwargs)
+            backbone = create_backbone(m.backbone, pretrained=m.pretrained, img_size=size, **kwargs)
         except TypeError as err:  # an architecture override the family does not take
             raise ConfigError(f"config key 'model.backbone_kwargs' {m.backbone_kwargs}: {err}") from None
         return MultiTaskModel(
