@@ -196,6 +196,28 @@ def demo_cmd(
     run_demo(out, backbone_init=backbone_init, steps=steps, overwrite=overwrite)
 
 
+@app.command("compare")
+def compare_cmd(
+    config: Annotated[Path | None, typer.Argument(help="YAML config file, e.g. configs/scenes.yaml.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
+    methods: Annotated[
+        str | None, typer.Option(help="Comma-separated methods (default: all; stl first, the Delta_m baseline).")
+    ] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (default: out_dir).")] = None,
+    approx_edges: Annotated[bool, typer.Option(help="Fast approximate edge matcher (labelled in the table).")] = False,
+) -> None:
+    """Train every method with the same schedule and print one table with Delta_m against single-task."""
+    from taskadapt.compare import compare_table, run_compare
+    from taskadapt.config import load_config
+
+    config, overrides = _split_config_arg(config, overrides)
+    cfg = load_config(config, overrides)
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    result = run_compare(cfg, chosen, out=out, exact_edges=not approx_edges)
+    console.print(compare_table(result))
+    console.print(f"wrote {result.out / 'compare.md'}")
+
+
 @app.command("params")
 def params(
     config: Annotated[Path | None, typer.Argument(help="YAML config file (optional).")] = None,
