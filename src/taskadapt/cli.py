@@ -218,6 +218,28 @@ def compare_cmd(
     console.print(f"wrote {result.out / 'compare.md'}")
 
 
+@app.command("pretrain")
+def pretrain_cmd(
+    out: Annotated[Path, typer.Option(help="Encoder weights to write (.safetensors; provenance .json beside it).")],
+    minutes: Annotated[float | None, typer.Option(help="Time budget in minutes.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Step budget (reproducible; overrides --minutes).")] = None,
+    seed: Annotated[int, typer.Option(help="Scene seed: keep it apart from the evaluation scenes' seed 0.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1.5e-3,
+    figure: Annotated[Path | None, typer.Option(help="Also write a PNG of masked inputs and reconstructions.")] = None,
+) -> None:
+    """Pretrain the default backbone (MAE on procedural scenes of the `pretrain` domain, no task labels)."""
+    from taskadapt.errors import ConfigError
+    from taskadapt.pretrain import pretrain
+
+    if minutes is None and steps is None:
+        raise ConfigError("give a budget: --minutes M or --steps N (the shipped weights used --minutes 20)")
+    command = " ".join(["taskadapt", "pretrain", *sys.argv[2:]]) if len(sys.argv) > 1 else "taskadapt pretrain"
+    path = pretrain(out, minutes=minutes, steps=steps, seed=seed, batch_size=batch_size, lr=lr,
+                    figure=str(figure) if figure else None, command=command)
+    console.print(f"[green]wrote[/green] {path}")
+
+
 @app.command("params")
 def params(
     config: Annotated[Path | None, typer.Argument(help="YAML config file (optional).")] = None,

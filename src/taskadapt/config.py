@@ -70,6 +70,8 @@ class DataConfig:
     edge_tolerance: float | None = None
     batch_size: int = 16
     num_workers: int = 0
+    #: keep decoded samples in memory after their first read (small datasets such as the 64 px scenes)
+    cache: bool = False
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -470,7 +470,8 @@ def adjust_color(image: torch.Tensor, brightness: float = 1.0, contrast: float =
         gray = (img * luma).sum(0, keepdim=True)
         img = (saturation * img + (1.0 - saturation) * gray).clamp(0.0, 1.0)
     if hue != 0.0:
-        img = torch.einsum("ij,jhw->ihw", hue_matrix(hue).to(img), img).clamp(0.0, 1.0)
+        # (3, 3) @ (3, H*W): a plain matmul (einsum took a slow path here, ~6 ms per 64 px image)
+        img = (hue_matrix(hue).to(img) @ img.reshape(3, -1)).reshape(img.shape).clamp(0.0, 1.0)
     return img
 
 

@@ -7,6 +7,7 @@ B = batch, C = the task's ``out_channels``, (H, W) = the label resolution.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import difflib
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ TASKS: Registry[TaskSpec] = Registry("task")
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(abc.ABC):
     """One dense-prediction task. Subclasses fill the fields and implement the methods.
 
     Fields:
@@ -54,9 +55,10 @@ class TaskSpec:
 
     # -- structure -------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def out_channels(self, num_classes: int | None = None) -> int:
         """Channels of the raw head output (C)."""
-        raise NotImplementedError
+        ...
 
     @property
     def ignore_value(self) -> float:
@@ -69,23 +71,26 @@ class TaskSpec:
 
     # -- training --------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Scalar loss of raw head output (B, C, H, W) against the batched label.
 
         Ignored pixels contribute nothing (zero gradient). With no valid pixel in the batch the
         loss is an exact 0 that still carries a graph (``.backward()`` works, gradients are 0).
         """
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def postprocess(self, pred: torch.Tensor) -> torch.Tensor:
         """Raw head output (B, C, H, W) -> prediction in the sample conventions (batched)."""
-        raise NotImplementedError
+        ...
 
     # -- evaluation ------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def make_metric(self, num_classes: int | None = None, **kwargs: Any):
         """A fresh ``torchmetrics.Metric`` fed with ``update(postprocess(pred), target)``."""
-        raise NotImplementedError
+        ...
 
     def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None) -> np.ndarray:
         """One label or post-processed prediction (no batch dim) -> (H, W, 3) uint8 picture."""

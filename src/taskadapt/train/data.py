@@ -77,12 +77,36 @@ class SubsetDataset(Dataset):
         return self.base[self.indices[i]]
 
 
+class CachedDataset(Dataset):
+    """Memoises decoded samples (``data.cache``): after the first epoch nothing is read from disk.
+
+    Only for datasets that fit in memory (the 64 px scenes: ~150 KB a sample). Transforms run after
+    the cache, so augmentation is unchanged.
+    """
+
+    def __init__(self, base: Dataset):
+        self.base = base
+        self.num_classes = getattr(base, "num_classes", {})
+        self.class_names = getattr(base, "class_names", {})
+        self.tasks = getattr(base, "tasks", ())
+        self._items: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        if i not in self._items:
+            self._items[i] = self.base[i]
+        return self._items[i]
+
+
 @dataclass
 class Splits:
     train: Dataset
     val: Dataset
     test: Dataset | None
     num_classes: dict[str, int]
+    class_names: dict[str, list[str]]
 
 
 def build_splits(cfg: Config, train_transform: Callable | None = None) -> Splits:
@@ -90,6 +114,8 @@ def build_splits(cfg: Config, train_transform: Callable | None = None) -> Splits
     root, fmt, d = dataset_root(cfg), reader_format(cfg), cfg.data
     tasks = list(d.tasks)
     train = create_dataset(fmt, root, d.train_split, tasks=tasks)
+    if d.cache:
+        train = CachedDataset(train)
     if d.val_split is not None:
         val: Dataset = create_dataset(fmt, root, d.val_split, tasks=tasks)
         train_part: Dataset = train
@@ -105,7 +131,7 @@ def build_splits(cfg: Config, train_transform: Callable | None = None) -> Splits
         test: Dataset | None = create_dataset(fmt, root, d.test_split, tasks=tasks)
     except DatasetError:
         test = None  # no test split on disk: evaluation commands say so when they need it
-    return Splits(train_part, val, test, dict(train.num_classes))
+    return Splits(train_part, val, test, dict(train.num_classes), dict(getattr(train, "class_names", {}) or {}))
 
 
 class AugmentedDataset(Dataset):

@@ -149,10 +149,11 @@ class _Logger:
             self.tb.close()
 
 
-def _meta(cfg: Config, model: torch.nn.Module, step: int, num_classes: dict, metrics: dict | None) -> dict:
+def _meta(cfg: Config, model: torch.nn.Module, step: int, splits, metrics: dict | None) -> dict:
     inner = _unwrap(model)
     affinity = inner.affinity.affinity.tolist() if hasattr(inner, "affinity") else None
-    return {"config": to_dict(cfg), "step": step, "tasks": list(cfg.data.tasks), "num_classes": num_classes,
+    return {"config": to_dict(cfg), "step": step, "tasks": list(cfg.data.tasks), "num_classes": splits.num_classes,
+            "class_names": splits.class_names,
             "backbone": cfg.model.backbone, "method": cfg.model.method, "affinity": affinity,
             "metrics": metrics or {}}
 
@@ -221,7 +222,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
 
     def save(path: Path, metrics: dict | None = None) -> None:
         if info.is_main:
-            ckpt.save_checkpoint(path, model, _meta(cfg, model, step, splits.num_classes, metrics),
+            ckpt.save_checkpoint(path, model, _meta(cfg, model, step, splits, metrics),
                                  {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                   "step": step, "best_loss": best_loss})
         barrier(info)

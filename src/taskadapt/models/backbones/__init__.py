@@ -44,6 +44,6 @@ def create_backbone(
 
 
 # importing the family modules registers their models
-from taskadapt.models.backbones import pvt_v2, swin, vit  # noqa: E402,F401
+from taskadapt.models.backbones import bundled, pvt_v2, swin, vit  # noqa: E402,F401
 
 __all__ = ["BACKBONES", "Backbone", "Step", "create_backbone", "list_backbones", "register_backbone"]

@@ -2,7 +2,8 @@
 
 ``source`` is either a path (``.safetensors``, or ``.pth``/``.pt``/``.bin``/``.ckpt`` read with
 ``torch.load(weights_only=True)``) or ``hf-hub:<owner>/<repo>`` (e.g.
-``hf-hub:timm/vit_small_patch16_224.augreg_in21k_ft_in1k``). Every problem a user can cause -- a
+``hf-hub:timm/vit_small_patch16_224.augreg_in21k_ft_in1k``), or ``"bundled"``: the weights taskadapt
+ships for the model (:mod:`taskadapt.models.backbones.bundled`). Every problem a user can cause -- a
 missing or corrupt file, a pickle that needs arbitrary code to load, no network, a checkpoint of a
 different architecture -- is one :class:`~taskadapt.errors.CheckpointError` saying what to do.
 """
@@ -29,6 +30,10 @@ _MAX_LISTED = 5
 
 def load_pretrained(model: Backbone, source: str | os.PathLike) -> None:
     """Read ``source``, adapt it with ``model.checkpoint_filter`` and load it strictly into ``model``."""
+    if str(source) == "bundled":
+        from taskadapt.models.backbones.bundled import bundled_weights_path
+
+        source = bundled_weights_path(model.name)
     state_dict = read_state_dict(source)
     try:
         state_dict = model.checkpoint_filter(state_dict)
