@@ -21,6 +21,28 @@ def tiny_model(method="adapters", tasks=TASKS, **kwargs) -> MultiTaskModel:
     return MultiTaskModel(backbone, tasks, {"semseg": 5}, method, decoder_channels=16, task_embed_dim=8, **kwargs)
 
 
+def record_streams(model: MultiTaskModel) -> dict:
+    """Make the model keep the expanded stream tensor (T, B, ...) of its next forward in the dict."""
+    captured: dict = {}
+    original = model.affinity.watch
+
+    def watch(streams):
+        captured["z_exp"] = streams
+        original(streams)
+
+    model.affinity.watch = watch
+    return captured
+
+
+def perturbed_tiny_model() -> MultiTaskModel:
+    """A tiny model whose adapters are no longer the identity (so gradients are not trivial)."""
+    model = tiny_model().train()
+    with torch.no_grad():
+        for p in model.adapter_layers.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
 def test_tsn_equals_pretrained_layernorm_at_init():
     ln = nn.LayerNorm(6, eps=1e-6)
     with torch.no_grad():
@@ -123,19 +145,10 @@ def test_default_adapter_blocks_are_the_last_quarter():
 
 def test_streams_are_independent():
     """Task t's output depends on nothing in another task's stream (TROA's premise)."""
-    model = tiny_model().train()
-    with torch.no_grad():  # make the adapters non-trivial
-        for p in model.adapter_layers.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = perturbed_tiny_model()
+    with torch.no_grad():
         model.task_embeddings.normal_()
-    captured = {}
-    original = model.affinity.watch
-
-    def watch(streams):
-        captured["z_exp"] = streams
-        original(streams)
-
-    model.affinity.watch = watch
+    captured = record_streams(model)
     out = model(torch.rand(2, 3, 32, 32))
     z_exp = captured["z_exp"]
     for t, task in enumerate(TASKS):

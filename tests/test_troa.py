@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_adapters import TASKS, tiny_model
+from test_adapters import TASKS, perturbed_tiny_model, record_streams, tiny_model
 
 from taskadapt.losses import MultiTaskLoss
 from taskadapt.models.troa import TaskAffinity, pairwise_affinity
@@ -27,26 +27,16 @@ def _batch(B=2, size=32, seed=0):
 
 
 def test_captured_gradients_equal_separate_autograd_grad_per_task():
-    model = tiny_model().train()
-    with torch.no_grad():
-        for p in model.adapter_layers.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = perturbed_tiny_model()
     batch = _batch()
     loss_fn = MultiTaskLoss(TASKS)
-    captured = {}
-    original = model.affinity.watch
-
-    def watch(streams):
-        captured["z_exp"] = streams
-        original(streams)
-
-    model.affinity.watch = watch
+    captured = record_streams(model)
     out = model(batch["image"])
     losses = loss_fn(out, batch)
     z_exp = captured["z_exp"]
     per_task = []
     for task in TASKS:  # the expensive way: one autograd.grad per task (what TROA avoids)
-        loss_t = model.heads[task] and loss_fn.specs[task].loss(out[task], batch[loss_fn.specs[task].label_key])
+        loss_t = loss_fn.specs[task].loss(out[task], batch[loss_fn.specs[task].label_key])
         (g,) = torch.autograd.grad(loss_t, z_exp, retain_graph=True)
         per_task.append(g.sum(0))  # = dL_t/dz: other streams contribute exactly zero
     losses.total.backward()  # the one ordinary backward

@@ -169,8 +169,12 @@ def _prediction_sheet(predictor, out: Path, domain: str, root: Path, n: int = 4)
                      "normals": torch.as_tensor(pred["normals"]).permute(2, 0, 1),
                      "edge": torch.as_tensor(pred["edge"])[None]})
         labels += [f"{sample['meta']['id']} truth", "prediction"]
+    truth = torch.cat([r["depth"].flatten() for r in rows[::2]])
+    truth = truth[torch.isfinite(truth)]
+    depth_range = (float(truth.quantile(0.02)), float(truth.quantile(0.98)))  # one scale for truth and prediction
     return contact_sheet(rows, out / f"predictions_{domain}.png", {"semseg": len(CLASS_NAMES)},
-                         title=f"{domain}: ground truth and prediction", row_labels=labels)
+                         title=f"{domain}: ground truth and prediction (depth on one scale)", row_labels=labels,
+                         depth_range=depth_range)
 
 
 def _write_report(out, cfg, result, results, trivial, params, predictor, affinity_report, seconds, init) -> Path:

@@ -104,7 +104,8 @@ def image_to_rgb(image: ArrayLike) -> np.ndarray:
     return (im.transpose(1, 2, 0).clip(0, 1) * 255).round().astype(np.uint8)
 
 
-def label_to_rgb(key: str, value: ArrayLike, num_classes: int | None = None) -> np.ndarray:
+def label_to_rgb(key: str, value: ArrayLike, num_classes: int | None = None,
+                 depth_range: tuple[float, float] | None = None) -> np.ndarray:
     """Dispatch on the sample key (``image``, ``semseg``, ``parts``, ``depth``, ``normals``, ...)."""
     if key == "image":
         return image_to_rgb(value)
@@ -114,7 +115,7 @@ def label_to_rgb(key: str, value: ArrayLike, num_classes: int | None = None) -> 
             num_classes = int(v[v != IGNORE_INDEX].max(initial=0)) + 1
         return semseg_to_rgb(value, num_classes)
     if key == "depth":
-        return depth_to_rgb(value)
+        return depth_to_rgb(value, *(depth_range or (None, None)))
     if key == "normals":
         return normals_to_rgb(value)
     if key in ("edge", "saliency"):
@@ -132,11 +133,14 @@ def contact_sheet(
     keys: Sequence[str] | None = None,
     title: str | None = None,
     row_labels: Sequence[str] | None = None,
+    depth_range: tuple[float, float] | None = None,
 ) -> Path:
     """Write a grid PNG: one row per sample, one column per key (image first, then labels).
 
     ``samples`` are sample dicts (tensors in the :mod:`taskadapt.data.sample` conventions, or
     predictions in the same form). ``num_classes`` maps class-map keys to K for fixed colours.
+    ``depth_range`` (metres) colours every depth panel on one scale, so a prediction can be compared
+    with its ground truth; by default each panel uses its own 2nd-98th percentiles.
     The PNG is written atomically (temp file, then rename). Returns the path.
     """
     import matplotlib
@@ -157,7 +161,7 @@ def contact_sheet(
             ax.set_xticks([])
             ax.set_yticks([])
             if key in sample:
-                ax.imshow(label_to_rgb(key, sample[key], num_classes.get(key)), interpolation="nearest")
+                ax.imshow(label_to_rgb(key, sample[key], num_classes.get(key), depth_range), interpolation="nearest")
             if r == 0:
                 ax.set_title(key, fontsize=9)
             if c == 0 and row_labels is not None:
