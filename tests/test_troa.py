@@ -65,6 +65,16 @@ def test_measures_on_constructed_gradients():
     assert proj[0, 2] == 0.0 and proj[0, 3] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_tiny_gradients_count_like_large_ones():
+    """Real per-sample gradients at z have squared norms ~1e-16: the measures are scale-invariant."""
+    grads = torch.randn(3, 4, 50)
+    for measure in ("cosine", "projection"):
+        big, n_big = pairwise_affinity(grads, measure)
+        tiny, n_tiny = pairwise_affinity(grads * 1e-9, measure)
+        assert torch.equal(n_big, n_tiny) and n_tiny[0, 1] == 4
+        torch.testing.assert_close(tiny, big)
+
+
 def test_zero_gradient_samples_do_not_count():
     grads = torch.randn(2, 3, 4)
     grads[1, 2] = 0.0

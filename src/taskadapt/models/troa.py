@@ -31,16 +31,19 @@ from torch import nn
 Measure = Literal["cosine", "projection"]
 
 
-def pairwise_affinity(grads: torch.Tensor, measure: Measure, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+def pairwise_affinity(grads: torch.Tensor, measure: Measure) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pair sums of the measure over samples, and how many samples counted.
 
     grads: (T, B, M) per-task, per-sample gradients. Returns ``sums`` (T, T) and ``counts`` (T, T):
-    a sample counts for pair (i, j) when both gradients are non-zero.
+    a sample counts for pair (i, j) when both gradients are non-zero. Both measures are invariant to
+    the gradients' scale, which is tiny in practice (losses are means over batch and pixels: squared
+    norms ~1e-16), so "zero" means exactly zero (a sample without labels), never "small".
     """
-    g = grads.float()
+    g = grads.double()  # float64: squared norms of tiny gradients stay far from underflow
     dots = torch.einsum("ibm,jbm->bij", g, g)  # (B, T, T)
     sq = torch.diagonal(dots, dim1=1, dim2=2)  # (B, T) squared norms
-    nonzero = sq > eps
+    eps = torch.finfo(dots.dtype).tiny
+    nonzero = sq > 0
     valid = nonzero.unsqueeze(2) & nonzero.unsqueeze(1)  # (B, T, T)
     if measure == "cosine":
         norms = sq.clamp_min(eps).sqrt()
@@ -50,7 +53,7 @@ def pairwise_affinity(grads: torch.Tensor, measure: Measure, eps: float = 1e-12)
     else:
         raise ValueError(f"unknown TROA measure {measure!r}; use 'cosine' or 'projection'")
     value = value.clamp(0.0, 1.0) * valid
-    return value.sum(0), valid.sum(0).to(value.dtype)
+    return value.sum(0).float(), valid.sum(0).float()
 
 
 class TaskAffinity(nn.Module):
