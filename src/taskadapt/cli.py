@@ -138,21 +138,46 @@ def train_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],
-    data: Annotated[str | None, typer.Option(help="Dataset folder (default: the checkpoint's own).")] = None,
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="One or more .safetensors checkpoints from `taskadapt train`.")
+    ],
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="Dataset folder (default: the checkpoint's own). Repeat it, as NAME=FOLDER or FOLDER, to "
+                          "score every checkpoint on several domains; the first is the in-domain reference."),
+    ] = None,
     format: Annotated[str | None, typer.Option("--format", help="Dataset format (default: the checkpoint's).")] = None,
     split: Annotated[str | None, typer.Option(help="Split to evaluate (default: the test split).")] = None,
     baseline: Annotated[
         str | None, typer.Option(help="Single-task baseline JSON: adds Delta_m to the report.")
     ] = None,
-    out: Annotated[str | None, typer.Option(help="Folder for metrics.json and report.md.")] = None,
+    out: Annotated[str | None, typer.Option(help="Folder for metrics.json and report.md (domains.md).")] = None,
 ) -> None:
-    """Per-task metrics table; writes metrics.json and report.md (Delta_m with --baseline)."""
-    from taskadapt.evaluation_report import evaluate_checkpoint, metrics_table
+    """Per-task metrics table; writes metrics.json and report.md (Delta_m with --baseline).
 
-    results = evaluate_checkpoint(checkpoint, data=data, format=format, split=split, baseline=baseline, out=out)
-    console.print(metrics_table(results))
-    console.print(f"wrote {results['files']['metrics']} and {results['files']['report']}")
+    With several checkpoints or several --data folders: one table of every model on every domain,
+    with the relative drop from the first (in-domain) dataset; writes domains.json and domains.md.
+    """
+    data = list(data or [])
+    if len(checkpoints) == 1 and len(data) <= 1:
+        from taskadapt.evaluation_report import evaluate_checkpoint, metrics_table
+
+        results = evaluate_checkpoint(checkpoints[0], data=data[0] if data else None, format=format, split=split,
+                                      baseline=baseline, out=out)
+        console.print(metrics_table(results))
+        console.print(f"wrote {results['files']['metrics']} and {results['files']['report']}")
+        return
+    from taskadapt.errors import ConfigError
+    from taskadapt.settings.domains import domains_table, evaluate_domains, parse_domain
+
+    if baseline is not None:
+        raise ConfigError("--baseline (Delta_m) works with one checkpoint on one dataset; drop it here")
+    if not data:
+        raise ConfigError("several checkpoints: name the datasets to score them on with --data (repeatable)")
+    result = evaluate_domains(checkpoints, [parse_domain(d, format) for d in data], split=split,
+                              out=out or "runs/domains")
+    console.print(domains_table(result))
+    console.print(f"wrote {Path(out or 'runs/domains') / 'domains.md'}")
 
 
 @app.command("predict")
@@ -216,6 +241,38 @@ def compare_cmd(
     result = run_compare(cfg, chosen, out=out, exact_edges=not approx_edges)
     console.print(compare_table(result))
     console.print(f"wrote {result.out / 'compare.md'}")
+
+
+@app.command("zeroshot")
+def zeroshot_cmd(
+    config: Annotated[Path | None, typer.Argument(help="YAML config, e.g. configs/zeroshot_scenes.yaml.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (default: out_dir).")] = None,
+) -> None:
+    """Zero-shot task transfer: carry a task to a target where it has no labels; score it there."""
+    from taskadapt.config import load_config
+    from taskadapt.settings.zeroshot import run_zeroshot, zeroshot_table
+
+    config, overrides = _split_config_arg(config, overrides)
+    result = run_zeroshot(load_config(config, overrides), out=out)
+    console.print(zeroshot_table(result))
+    console.print(f"wrote {Path(result.out_dir) / 'zeroshot.md'}")
+
+
+@app.command("adapt")
+def adapt_cmd(
+    config: Annotated[Path | None, typer.Argument(help="YAML config, e.g. configs/adapt_scenes.yaml.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (default: out_dir).")] = None,
+) -> None:
+    """Unsupervised domain adaptation: source only vs adapted (ours) vs target supervised."""
+    from taskadapt.config import load_config
+    from taskadapt.settings.adapt import adapt_table, run_adapt
+
+    config, overrides = _split_config_arg(config, overrides)
+    result = run_adapt(load_config(config, overrides), out=out)
+    console.print(adapt_table(result))
+    console.print(f"wrote {Path(result.out_dir) / 'adapt.md'}")
 
 
 @app.command("pretrain")

@@ -124,7 +124,7 @@ def method_config(cfg: Config, method: str, out: Path) -> Config:
     return c
 
 
-def _run_state(c: Config) -> str:
+def run_state(c: Config) -> str:
     """``new`` (nothing there), ``done`` (finished with this exact config), ``partial`` (same config,
     unfinished: resume) or ``other`` (a run of another configuration)."""
     run = Path(c.out_dir)
@@ -141,6 +141,22 @@ def _run_state(c: Config) -> str:
         except json.JSONDecodeError:
             pass
     return "partial"
+
+
+def ensure_trained(c: Config, progress: bool = True) -> tuple[Path, float | None, bool]:
+    """Train ``c`` into ``c.out_dir`` unless it is already finished there (an unfinished run of the same
+    config is resumed; a run of another config raises). Returns (best-or-last checkpoint, training
+    seconds, reused)."""
+    run = Path(c.out_dir)
+    state = run_state(c)
+    if state == "other":
+        raise ConfigError(f"'{run}' holds a run of another configuration; delete it or choose another --out")
+    if state == "done":
+        seconds = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("train_seconds")
+        best = run / "checkpoints" / "best.safetensors"
+        return (best if best.exists() else run / "checkpoints" / "last.safetensors"), seconds, True
+    result = trainer.train(c, resume="last" if state == "partial" else None, progress=progress)
+    return result.best or result.last, result.seconds, False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,18 +189,8 @@ def _one_line(err: BaseException) -> str:
 
 def _run_method(c: Config, splits, progress: bool, exact_edges: bool) -> MethodResult:
     row = MethodResult(method=c.model.method, status="ok", out_dir=c.out_dir)
-    run = Path(c.out_dir)
     try:
-        state = _run_state(c)
-        if state == "done":
-            row.reused = True
-            row.train_seconds = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("train_seconds")
-            best = run / "checkpoints" / "best.safetensors"
-            path = best if best.exists() else run / "checkpoints" / "last.safetensors"
-        else:
-            result = trainer.train(c, resume="last" if state == "partial" else None, progress=progress)
-            row.train_seconds = result.seconds
-            path = result.best or result.last
+        path, row.train_seconds, row.reused = ensure_trained(c, progress)
         model = _eval_model(c, splits.num_classes)
         row.trainable_params = count_trainable(model)
         ckpt.restore_model(model, path)
@@ -229,7 +235,7 @@ def run_compare(cfg: Config, methods: list[str] | None = None, out: str | os.Pat
     names = resolve_methods(methods)
     out = Path(out if out is not None else cfg.out_dir)
     configs = {m: method_config(cfg, m, out) for m in names}
-    clashes = [m for m, c in configs.items() if _run_state(c) == "other"]
+    clashes = [m for m, c in configs.items() if run_state(c) == "other"]
     if clashes:
         raise ConfigError(f"'{out / clashes[0]}' holds a run of another configuration; delete it or pass a new "
                           "output folder (finished runs of the same configuration are reused)")

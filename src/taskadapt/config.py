@@ -145,6 +145,9 @@ class ModelConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     #: task -> loss weight; tasks not listed use their default (semseg 1, depth 1, normals 10, edge 50)
     loss_weights: dict[str, float] = field(default_factory=dict)
+    #: tasks the model predicts; null = data.tasks. Tasks listed here but not in data.tasks have no labels
+    #: in this run: they are predicted zero-shot (their head and task embedding never train; docs/settings.md)
+    tasks: list[str] | None = None
 
 
 @dataclass
@@ -170,6 +173,44 @@ class TrainConfig:
     log_every: int = 10
     #: images evaluated on the validation split at each evaluation; 0 = all
     val_max_images: int = 0
+    #: start from the weights of this checkpoint (e.g. a source-domain model); null = fresh adapters
+    init_from: str | None = None
+
+
+@dataclass
+class ZeroShotConfig:
+    """Zero-shot task transfer (``taskadapt zeroshot``, docs/settings.md)."""
+
+    #: tasks that have no labels in the target setting: predicted, never trained there
+    tasks: list[str] = field(default_factory=lambda: ["normals"])
+    #: the target dataset; its labels of ``zeroshot.tasks`` are read only to score them on the test split
+    target: DataConfig = field(default_factory=DataConfig)
+    #: training steps on the target's labelled tasks (from the source model's weights)
+    steps: int = 200
+    #: learning rate on the target; null = train.lr
+    lr: float | None = None
+
+
+@dataclass
+class AdaptConfig:
+    """Unsupervised domain adaptation with output-space discriminators (``taskadapt adapt``)."""
+
+    #: train with the adversarial loss on ``adapt.target`` (set by ``taskadapt adapt`` for its adapted run)
+    enabled: bool = False
+    #: the unlabelled target dataset: training reads its images only; labels only score the test split
+    target: DataConfig = field(default_factory=DataConfig)
+    #: lambda_adv, the weight of every task's adversarial loss on target batches
+    adv_weight: float = 0.005
+    #: per-task override of adv_weight, e.g. {depth: 0.001}
+    adv_weights: dict[str, float] = field(default_factory=dict)
+    #: discriminators: Adam with betas (0.9, 0.99)
+    disc_lr: float = 1e-4
+    #: width of the first discriminator layer (doubles per layer, 4 layers)
+    disc_channels: int = 64
+    #: constant, or poly (lr * (1 - step / steps) ** 0.9, as AdaptSegNet)
+    disc_schedule: str = "constant"
+    #: ramp the adversarial weight linearly from 0 over this many steps
+    rampup_steps: int = 0
 
 
 @dataclass
@@ -179,6 +220,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     seed: int = 0
     out_dir: str = "runs/default"
 
@@ -318,6 +361,11 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def model_tasks(cfg: Config) -> list[str]:
+    """The tasks the model predicts: ``model.tasks``, else ``data.tasks``."""
+    return list(cfg.model.tasks) if cfg.model.tasks is not None else list(cfg.data.tasks)
+
+
 def edge_tolerance(cfg: Config) -> float:
     """The BSDS match tolerance for this dataset (metrics-and-datasets §4.6)."""
     if cfg.data.edge_tolerance is not None:
@@ -341,45 +389,52 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"config key '{key}' must be {bound}, got {value}")
 
 
-def validate(cfg: Config) -> None:
-    """Check names against the registries and numbers against their ranges."""
+def _validate_data(p: str, d: DataConfig) -> None:
+    """Check one dataset section (``data``, ``zeroshot.target``, ``adapt.target``)."""
     from taskadapt.data.datasets import list_formats
     from taskadapt.data.scenes import list_domains
+    from taskadapt.tasks import list_tasks
+
+    _one_of(f"{p}.format", d.format, ["scenes", *list_formats()], "dataset format")
+    if not d.tasks:
+        raise ConfigError(f"config key '{p}.tasks' is empty; name at least one task, e.g. {p}.tasks=[semseg,depth]")
+    for i, task in enumerate(d.tasks):
+        _one_of(f"{p}.tasks[{i}]", task, list_tasks(), "task")
+    if len(set(d.tasks)) != len(d.tasks):
+        raise ConfigError(f"config key '{p}.tasks' lists a task twice: {d.tasks}")
+    if d.format != "scenes" and d.root is None:
+        raise ConfigError(f"config key '{p}.root' is null; set it to the {d.format} dataset folder ({p}.root=/path)")
+    _one_of(f"{p}.scenes.domain", d.scenes.domain, list_domains(), "scene domain")
+    for key in ("train", "val", "test"):
+        _positive(f"{p}.scenes.{key}", getattr(d.scenes, key), allow_zero=True)
+    if d.scenes.size < 16:
+        raise ConfigError(f"config key '{p}.scenes.size' must be >= 16 pixels, got {d.scenes.size}")
+    _positive(f"{p}.crop_size", d.crop_size)
+    _positive(f"{p}.batch_size", d.batch_size)
+    _positive(f"{p}.num_workers", d.num_workers, allow_zero=True)
+    a = d.augment
+    if not 0 < a.scale_min <= a.scale_max:
+        raise ConfigError(
+            f"config keys '{p}.augment.scale_min'/'scale_max' must satisfy 0 < min <= max, "
+            f"got {a.scale_min} and {a.scale_max}"
+        )
+    if not 0 <= a.color_jitter <= 1:
+        raise ConfigError(f"config key '{p}.augment.color_jitter' must be in [0, 1], got {a.color_jitter}")
+    if d.val_split is not None and d.val_split == d.test_split:
+        raise ConfigError(
+            f"config keys '{p}.val_split' and '{p}.test_split' are both '{d.test_split}': model selection on "
+            f"the test split inflates results; set {p}.val_split=null to carve validation images from training"
+        )
+
+
+def validate(cfg: Config) -> None:
+    """Check names against the registries and numbers against their ranges."""
     from taskadapt.models import list_backbones
     from taskadapt.models.methods import list_methods
     from taskadapt.tasks import list_tasks
 
     d = cfg.data
-    _one_of("data.format", d.format, ["scenes", *list_formats()], "dataset format")
-    if not d.tasks:
-        raise ConfigError("config key 'data.tasks' is empty; name at least one task, e.g. data.tasks=[semseg,depth]")
-    for i, task in enumerate(d.tasks):
-        _one_of(f"data.tasks[{i}]", task, list_tasks(), "task")
-    if len(set(d.tasks)) != len(d.tasks):
-        raise ConfigError(f"config key 'data.tasks' lists a task twice: {d.tasks}")
-    if d.format != "scenes" and d.root is None:
-        raise ConfigError(f"config key 'data.root' is null; set it to the {d.format} dataset folder (data.root=/path)")
-    _one_of("data.scenes.domain", d.scenes.domain, list_domains(), "scene domain")
-    for key in ("train", "val", "test"):
-        _positive(f"data.scenes.{key}", getattr(d.scenes, key), allow_zero=True)
-    if d.scenes.size < 16:
-        raise ConfigError(f"config key 'data.scenes.size' must be >= 16 pixels, got {d.scenes.size}")
-    _positive("data.crop_size", d.crop_size)
-    _positive("data.batch_size", d.batch_size)
-    _positive("data.num_workers", d.num_workers, allow_zero=True)
-    a = d.augment
-    if not 0 < a.scale_min <= a.scale_max:
-        raise ConfigError(
-            f"config keys 'data.augment.scale_min'/'scale_max' must satisfy 0 < min <= max, "
-            f"got {a.scale_min} and {a.scale_max}"
-        )
-    if not 0 <= a.color_jitter <= 1:
-        raise ConfigError(f"config key 'data.augment.color_jitter' must be in [0, 1], got {a.color_jitter}")
-    if d.val_split is not None and d.val_split == d.test_split:
-        raise ConfigError(
-            f"config keys 'data.val_split' and 'data.test_split' are both '{d.test_split}': model selection on "
-            "the test split inflates results; set data.val_split=null to carve validation images from training"
-        )
+    _validate_data("data", d)
     t = cfg.train
     _one_of("train.schedule", t.schedule, ["constant", "cosine", "onecycle"], "schedule")
     _positive("train.steps", t.steps)
@@ -410,8 +465,42 @@ def validate(cfg: Config) -> None:
         _positive("model.taa.block_size", m.taa.block_size)
     if m.adapter_blocks is not None and (not m.adapter_blocks or min(m.adapter_blocks) < 0):
         raise ConfigError(f"config key 'model.adapter_blocks' must list block indices >= 0, got {m.adapter_blocks}")
+    if m.tasks is not None:
+        for i, task in enumerate(m.tasks):
+            _one_of(f"model.tasks[{i}]", task, list_tasks(), "task")
+        missing = [t for t in d.tasks if t not in m.tasks]
+        if missing or len(set(m.tasks)) != len(m.tasks):
+            raise ConfigError(f"config key 'model.tasks' {m.tasks} must list each task once and include every "
+                              f"task of data.tasks {d.tasks} (missing: {missing}); or set model.tasks=null")
     for task, weight in m.loss_weights.items():
-        if task not in d.tasks:
-            raise ConfigError(f"config key 'model.loss_weights.{task}': '{task}' is not one of data.tasks {d.tasks}")
+        if task not in model_tasks(cfg):
+            raise ConfigError(f"config key 'model.loss_weights.{task}': '{task}' is not one of the model's tasks "
+                              f"{model_tasks(cfg)}")
         if weight < 0:
             raise ConfigError(f"config key 'model.loss_weights.{task}' must be >= 0, got {weight}")
+    _validate_settings(cfg)
+
+
+def _validate_settings(cfg: Config) -> None:
+    """The zero-shot and adaptation sections (their target datasets are checked like ``data``)."""
+    from taskadapt.tasks import list_tasks
+
+    z = cfg.zeroshot
+    _validate_data("zeroshot.target", z.target)
+    for i, task in enumerate(z.tasks):
+        _one_of(f"zeroshot.tasks[{i}]", task, list_tasks(), "task")
+    _positive("zeroshot.steps", z.steps)
+    if z.lr is not None:
+        _positive("zeroshot.lr", z.lr)
+    a = cfg.adapt
+    _validate_data("adapt.target", a.target)
+    _positive("adapt.adv_weight", a.adv_weight, allow_zero=True)
+    for task, weight in a.adv_weights.items():
+        if task not in model_tasks(cfg):
+            raise ConfigError(f"config key 'adapt.adv_weights.{task}': '{task}' is not one of the model's tasks "
+                              f"{model_tasks(cfg)}")
+        _positive(f"adapt.adv_weights.{task}", weight, allow_zero=True)
+    _positive("adapt.disc_lr", a.disc_lr)
+    _positive("adapt.disc_channels", a.disc_channels)
+    _positive("adapt.rampup_steps", a.rampup_steps, allow_zero=True)
+    _one_of("adapt.disc_schedule", a.disc_schedule, ["constant", "poly"], "discriminator schedule")

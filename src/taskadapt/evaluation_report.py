@@ -85,14 +85,15 @@ def _open_split(fmt: str, root: Path, split: str, tasks: list[str], trained_on: 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, format: str | None = None,
                         split: str | None = None, baseline: str | None = None, out: str | None = None,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, tasks: list[str] | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split and write ``metrics.json`` and ``report.md``.
 
     ``data``/``format`` default to the checkpoint's own dataset (procedural scenes are read with the
     ``nyud`` reader), ``split`` to its test split. Images are resized to the model's input size,
     predictions upsampled to each label's original size; edges use the exact one-to-one matcher at
     the dataset's tolerance. ``baseline``: a Delta_m baseline JSON (:mod:`taskadapt.metrics.delta_m`).
-    ``out`` defaults to ``<checkpoint dir>/../eval-<split>``.
+    ``out`` defaults to ``<checkpoint dir>/../eval-<split>``. ``tasks``: score only these of the
+    model's tasks (a dataset that labels fewer tasks); default all.
 
     Returns the document written to ``metrics.json`` plus ``"files": {"metrics", "report"}``.
     """
@@ -110,7 +111,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
     root = Path(data) if data is not None else dataset_root(cfg)
     same_dataset = data is None and reader == own_format
     split = split or cfg.data.test_split
-    tasks = list(predictor.tasks)
+    if tasks is not None:
+        unknown = [t for t in tasks if t not in predictor.tasks]
+        if unknown:
+            raise DatasetError(f"the checkpoint does not predict {unknown}; it predicts {predictor.tasks}")
+    tasks = [t for t in predictor.tasks if tasks is None or t in tasks]
     dataset = _open_split(reader, root, split, tasks, str(dataset_root(cfg)))
     for task, k in dataset.num_classes.items():
         trained = predictor.num_classes.get(task)

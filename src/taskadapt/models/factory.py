@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from taskadapt.config import Config
+from taskadapt.config import Config, model_tasks
 from taskadapt.errors import ConfigError
 from taskadapt.models.backbones import create_backbone
 from taskadapt.models.methods import get_method
 from taskadapt.models.multitask import MultiTaskModel, SingleTaskEnsemble
+from taskadapt.tasks import get_task
 
 
 def num_classes_for(cfg: Config) -> dict[str, int]:
@@ -55,6 +56,11 @@ def create_model(cfg: Config, num_classes: Mapping[str, int] | None = None) -> M
             lora_rank=m.lora.rank, lora_alpha=m.lora.alpha,
         )
 
+    tasks = model_tasks(cfg)
+    missing = [t for t in tasks if get_task(t).kind == "classification" and t not in classes]
+    if missing:
+        raise ConfigError(f"the number of classes of {missing} is unknown: those tasks have no labels in "
+                          f"{cfg.data.root}; start from a checkpoint that has them (train.init_from=...)")
     if plan.single_task:
-        return SingleTaskEnsemble({t: build([t]) for t in cfg.data.tasks})
-    return build(list(cfg.data.tasks))
+        return SingleTaskEnsemble({t: build([t]) for t in tasks})
+    return build(tasks)

@@ -288,11 +288,33 @@ class MultiTaskModel(nn.Module):
         return self.decode(feats, T, (image.shape[-2], image.shape[-1]))
 
     @torch.no_grad()
-    def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None) -> bool:
-        """After ``loss.backward()``: fold the captured per-task gradients into the affinity EMA."""
+    def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None,
+                        samples: int | None = None) -> bool:
+        """After ``loss.backward()``: fold the captured per-task gradients into the affinity EMA
+        (of the first ``samples`` images of the batch; default all)."""
         if not self.troa_active:
             return False
-        return self.affinity.update(loss_weights, present)
+        return self.affinity.update(loss_weights, present, samples)
+
+    def freeze_tasks(self, tasks: Sequence[str]) -> None:
+        """Zero-shot tasks (method.md §8): their head and task embedding keep their carried-over values.
+
+        The head stops requiring gradients. The embedding rows are rows of one shared parameter (other
+        tasks' conditioning vectors mix them through TROA), so a hook zeroes their gradient: with Adam's
+        state starting at zero, a zero gradient is exactly no step. Their affinity row and column stay
+        as they are because the task never has labels (TaskAffinity only updates labelled pairs).
+        """
+        unknown = [t for t in tasks if t not in self.tasks]
+        if unknown:
+            raise ConfigError(f"cannot freeze {unknown}: the model predicts {self.tasks}")
+        for t in tasks:
+            for p in self.heads[t].parameters():
+                p.requires_grad_(False)
+        if tasks and self.plan.adapters:
+            rows = torch.tensor([self.tasks.index(t) for t in tasks])
+            keep = torch.ones(len(self.tasks), 1)
+            keep[rows] = 0.0
+            self.task_embeddings.register_hook(lambda g: g * keep.to(g.device, g.dtype))
 
 
 class SingleTaskEnsemble(nn.Module):
@@ -307,5 +329,12 @@ class SingleTaskEnsemble(nn.Module):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return {t: self.models[t](image)[t] for t in self.tasks}
 
-    def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None) -> bool:
+    def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None,
+                        samples: int | None = None) -> bool:
         return False
+
+    def freeze_tasks(self, tasks: Sequence[str]) -> None:
+        """Zero-shot tasks: their single-task models never train."""
+        for t in tasks:
+            for p in self.models[t].parameters():
+                p.requires_grad_(False)

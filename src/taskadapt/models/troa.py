@@ -90,16 +90,21 @@ class TaskAffinity(nn.Module):
         streams.register_hook(hook)
 
     @torch.no_grad()
-    def update(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None) -> bool:
+    def update(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None,
+               samples: int | None = None) -> bool:
         """EMA update from the gradients captured in the last backward.
 
         loss_weights: (T,) the lambda_t used in the total loss; present: (T,) bool, tasks with labels
-        in the batch (default: those with a non-zero weight). Returns False when nothing was captured.
+        in the batch (default: those with a non-zero weight); samples: only the first ``samples`` of the
+        batch count (domain adaptation appends unlabelled target images whose gradients come from the
+        adversarial loss, not from the tasks). Returns False when nothing was captured.
         """
         grads = self._captured
         self._captured = None
         if grads is None:
             return False
+        if samples is not None:
+            grads = grads[:, :samples]
         T = self.num_tasks
         weights = loss_weights.to(grads.device, torch.float32)
         if present is None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -19,22 +20,28 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from taskadapt.config import Config
+from taskadapt.config import Config, DataConfig
 from taskadapt.data.datasets import MultiTaskDataset, create_dataset
 from taskadapt.data.transforms import build_train_transform
 from taskadapt.errors import ConfigError, DatasetError
 
 
-def scenes_root(cfg: Config) -> Path:
-    s = cfg.data.scenes
-    return Path(cfg.data.root or f"runs/scenes/{s.domain}-seed{s.seed}-{s.size}px")
+def _data(cfg: Config | DataConfig) -> DataConfig:
+    return cfg if isinstance(cfg, DataConfig) else cfg.data
 
 
-def prepare_scenes(cfg: Config, progress: bool = True) -> Path:
-    """Write the configured procedural scenes unless ``data.root`` already holds exactly them."""
+def scenes_root(cfg: Config | DataConfig) -> Path:
+    """Where the procedural scenes of a run (or of one dataset section, e.g. ``adapt.target``) live."""
+    d = _data(cfg)
+    s = d.scenes
+    return Path(d.root or f"runs/scenes/{s.domain}-seed{s.seed}-{s.size}px")
+
+
+def prepare_scenes(cfg: Config | DataConfig, progress: bool = True) -> Path:
+    """Write the configured procedural scenes unless their root already holds exactly them."""
     from taskadapt.data.scenes import write_scenes
 
-    s = cfg.data.scenes
+    s = _data(cfg).scenes
     root = scenes_root(cfg)
     counts = {"train": s.train, "val": s.val, "test": s.test}
     meta_path = root / "meta.json"
@@ -50,12 +57,14 @@ def prepare_scenes(cfg: Config, progress: bool = True) -> Path:
     return write_scenes(root, domain=s.domain, counts=counts, size=s.size, seed=s.seed, progress=progress)
 
 
-def dataset_root(cfg: Config) -> Path:
-    return scenes_root(cfg) if cfg.data.format == "scenes" else Path(cfg.data.root)
+def dataset_root(cfg: Config | DataConfig) -> Path:
+    d = _data(cfg)
+    return scenes_root(d) if d.format == "scenes" else Path(d.root)
 
 
-def reader_format(cfg: Config) -> str:
-    return "nyud" if cfg.data.format == "scenes" else cfg.data.format
+def reader_format(cfg: Config | DataConfig) -> str:
+    d = _data(cfg)
+    return "nyud" if d.format == "scenes" else d.format
 
 
 def _seed_of(*parts: object) -> int:
@@ -234,3 +243,20 @@ def eval_loader(cfg: Config, dataset: Dataset, max_images: int = 0, batch_size: 
     keys = [(i, 0) for i in range(len(wrapped))]
     return DataLoader(keys, batch_size=batch_size or cfg.data.batch_size, shuffle=False,
                       collate_fn=lambda ks: collate([wrapped[k] for k in ks]), num_workers=0)
+
+
+def target_loader(cfg: Config, start_step: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+    """Unlabelled target images for domain adaptation (``adapt.target``), one batch per training step.
+
+    The reader is opened with ``tasks=()``, so it reads image files only: no target label is ever
+    loaded. Order and augmentation are seeded like the source loader (with another seed), so a resumed
+    run sees the same target batches.
+    """
+    d = cfg.adapt.target
+    dataset: Dataset = create_dataset(reader_format(d), dataset_root(d), d.train_split, tasks=())
+    if len(dataset) == 0:
+        raise DatasetError(f"the '{d.train_split}' split of the target {dataset_root(d)} lists no images")
+    if d.cache:
+        dataset = CachedDataset(dataset)
+    tcfg = dataclasses.replace(cfg, data=d, seed=_seed_of(cfg.seed, "target") % (2**31))
+    return train_loader(tcfg, dataset, start_step, rank, world)

@@ -49,7 +49,8 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], n
         job = bar.add_task(description, total=len(loader) if hasattr(loader, "__len__") else None)
         device = next(model.parameters()).device
         for batch in loader:
-            preds = {k: v.float().cpu() for k, v in model(batch["image"].to(device)).items()}
+            out = model(batch["image"].to(device))
+            preds = {t: out[t].float().cpu() for t in tasks}  # a zero-shot model may predict more tasks
             images += batch["image"].shape[0]
             if loss_fn is not None and all(isinstance(batch.get(specs[t].label_key), torch.Tensor)
                                            for t in tasks if specs[t].label_key in batch):

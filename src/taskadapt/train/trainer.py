@@ -29,13 +29,14 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from taskadapt.config import Config, edge_tolerance, to_dict, to_yaml
+from taskadapt.config import Config, edge_tolerance, model_tasks, to_dict, to_yaml
 from taskadapt.errors import ConfigError, TaskadaptError
 from taskadapt.io import write_json, write_text
 from taskadapt.losses import MultiTaskLoss
 from taskadapt.models import create_model
 from taskadapt.train import checkpoint as ckpt
-from taskadapt.train.data import build_splits, eval_loader, prepare_scenes, train_loader
+from taskadapt.train.adversarial import DomainAdversary
+from taskadapt.train.data import build_splits, eval_loader, prepare_scenes, target_loader, train_loader
 from taskadapt.train.distributed import DistInfo, barrier, cleanup, init_from_env
 from taskadapt.train.evaluate import evaluate
 from taskadapt.train.schedule import build_scheduler
@@ -149,11 +150,11 @@ class _Logger:
             self.tb.close()
 
 
-def _meta(cfg: Config, model: torch.nn.Module, step: int, splits, metrics: dict | None) -> dict:
+def _meta(cfg: Config, model: torch.nn.Module, step: int, classes: tuple[dict, dict], metrics: dict | None) -> dict:
     inner = _unwrap(model)
     affinity = inner.affinity.affinity.tolist() if hasattr(inner, "affinity") else None
-    return {"config": to_dict(cfg), "step": step, "tasks": list(cfg.data.tasks), "num_classes": splits.num_classes,
-            "class_names": splits.class_names,
+    return {"config": to_dict(cfg), "step": step, "tasks": model_tasks(cfg), "num_classes": classes[0],
+            "class_names": classes[1], "trained_tasks": list(cfg.data.tasks),
             "backbone": cfg.model.backbone, "method": cfg.model.method, "affinity": affinity,
             "metrics": metrics or {}}
 
@@ -176,31 +177,61 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
     if resume is None and last_path.exists():
         raise ConfigError(f"out_dir '{out}' already holds a run ({last_path}); pass --resume to continue it "
                           "or set out_dir to a new folder")
+    zero_shot = [t for t in model_tasks(cfg) if t not in cfg.data.tasks]
+    init_from = cfg.train.init_from
+    if zero_shot and init_from is None:
+        raise ConfigError(f"model.tasks has tasks without labels in this run ({zero_shot}) but train.init_from "
+                          "is null: they would never learn. Start from a model that learned them "
+                          "(train.init_from=<checkpoint>) or add them to data.tasks")
+    if cfg.adapt.enabled and cfg.adapt.target.crop_size != cfg.data.crop_size:
+        raise ConfigError(f"adapt.target.crop_size {cfg.adapt.target.crop_size} differs from data.crop_size "
+                          f"{cfg.data.crop_size}: source and target crops go through the network in one batch")
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if cfg.data.format == "scenes":
             prepare_scenes(cfg, progress=progress)
+        if cfg.adapt.enabled and cfg.adapt.target.format == "scenes":
+            prepare_scenes(cfg.adapt.target, progress=progress)
         write_text(out / "config.yaml", to_yaml(cfg))
     barrier(info)
 
     torch.manual_seed(cfg.seed)
     splits = build_splits(cfg)
-    model = create_model(cfg, num_classes=splits.num_classes).to(info.device)
-    loss_fn = MultiTaskLoss(cfg.data.tasks, cfg.model.loss_weights)
+    num_classes, class_names = dict(splits.num_classes), dict(splits.class_names)
+    if init_from is not None:  # classes of tasks without labels here come from the source model
+        source_meta = ckpt.read_meta(init_from)
+        for t, k in (source_meta.get("num_classes") or {}).items():
+            num_classes.setdefault(t, int(k))
+        for t, names in (source_meta.get("class_names") or {}).items():
+            class_names.setdefault(t, list(names))
+    model = create_model(cfg, num_classes=num_classes).to(info.device)
+    if init_from is not None and resume is None:
+        ckpt.restore_model(model, init_from)
+    if zero_shot:
+        model.freeze_tasks(zero_shot)
+    adversary = None
+    if cfg.adapt.enabled:
+        adversary = DomainAdversary(cfg.adapt, model_tasks(cfg), num_classes, cfg.train.steps).to(info.device)
+    loss_fn = MultiTaskLoss(model_tasks(cfg), cfg.model.loss_weights)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.train.lr)
     total = cfg.train.steps
     scheduler = build_scheduler(optimizer, total, cfg.train.warmup_steps, cfg.train.schedule)
     start, best_loss = 0, math.inf
     if resume is not None:
         meta = ckpt.read_meta(resume)
-        if meta.get("tasks") != list(cfg.data.tasks) or meta.get("method") != cfg.model.method:
+        if meta.get("tasks") != model_tasks(cfg) or meta.get("method") != cfg.model.method:
             raise ConfigError(f"cannot resume '{resume}': it was trained with method {meta.get('method')} on "
-                              f"tasks {meta.get('tasks')}, this config has {cfg.model.method} on {cfg.data.tasks}")
+                              f"tasks {meta.get('tasks')}, this config has {cfg.model.method} on {model_tasks(cfg)}")
         ckpt.restore_model(model, resume)
         state = ckpt.load_train_state(resume)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, best_loss = int(state["step"]), float(state.get("best_loss", math.inf))
+        if adversary is not None:
+            if "adversary" not in state:
+                raise ConfigError(f"cannot resume '{resume}' with adapt.enabled=true: it was trained without "
+                                  "domain adaptation")
+            adversary.load_train_state(state["adversary"])
     if info.distributed:
         ddp_kwargs = {"device_ids": [info.device.index]} if info.device.type == "cuda" else {}
         model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
@@ -208,6 +239,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
     troa_every = cfg.model.troa.every
 
     loader = train_loader(cfg, splits.train, start, info.rank, info.world)
+    targets = iter(target_loader(cfg, start, info.rank, info.world)) if adversary is not None else None
     val_loader = eval_loader(cfg, splits.val, cfg.train.val_max_images)
     logger = _Logger(out, info.is_main, resume is not None)
     autocast = (torch.autocast(device_type=info.device.type, dtype=torch.bfloat16) if cfg.train.bf16
@@ -222,9 +254,11 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
 
     def save(path: Path, metrics: dict | None = None) -> None:
         if info.is_main:
-            ckpt.save_checkpoint(path, model, _meta(cfg, model, step, splits, metrics),
-                                 {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                  "step": step, "best_loss": best_loss})
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "step": step, "best_loss": best_loss}
+            if adversary is not None:
+                state["adversary"] = adversary.train_state()
+            ckpt.save_checkpoint(path, model, _meta(cfg, model, step, (num_classes, class_names), metrics), state)
         barrier(info)
 
     with _StopFlag() as stop, bar:
@@ -235,32 +269,43 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
                      for k, v in batch.items()}
             if hasattr(inner, "capture_affinity"):
                 inner.capture_affinity = step % troa_every == 0
+            images, n_source = batch["image"], batch["image"].shape[0]
+            if targets is not None:  # unlabelled target images ride in the same batch (one forward, DDP-safe)
+                images = torch.cat([images, next(targets)["image"].to(info.device, non_blocking=True)])
             with autocast:
-                preds = model(batch["image"])
+                preds = model(images)
             preds = {k: v.float() for k, v in preds.items()}
+            target_preds = {k: v[n_source:] for k, v in preds.items()}
+            preds = {k: v[:n_source] for k, v in preds.items()}
             losses = loss_fn(preds, batch)
+            total_loss, extra_logs = losses.total, {}
+            if adversary is not None:
+                adv_loss, extra_logs = adversary.generator_loss(target_preds, step)
+                total_loss = total_loss + adv_loss
             bad = [t for t, v in losses.per_task.items() if not torch.isfinite(v)]
-            if bad or not torch.isfinite(losses.total):
+            if bad or not torch.isfinite(total_loss):
                 where = f"task '{bad[0]}' ({float(losses.per_task[bad[0]])})" if bad else "the total loss"
                 kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written"
                 raise TrainingDiverged(f"{where} is not finite at step {step}; {kept}. Lower train.lr, keep "
                                        "train.grad_clip on, or check the labels of that task")
             optimizer.zero_grad(set_to_none=True)
-            losses.total.backward()
+            total_loss.backward()
             if cfg.train.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                                cfg.train.grad_clip)
             optimizer.step()
             scheduler.step()
+            if adversary is not None:
+                extra_logs.update(adversary.discriminator_step(preds, step))
             if hasattr(inner, "update_affinity") and step % troa_every == 0:
-                inner.update_affinity(losses.weights, losses.present)
+                inner.update_affinity(losses.weights, losses.present, samples=n_source)
             step += 1
             for t, v in losses.per_task.items():
                 running[t] = 0.9 * running.get(t, float(v)) + 0.1 * float(v)
             bar.update(job, completed=step, losses=" ".join(f"{t} {v:.3f}" for t, v in running.items()))
             if step % cfg.train.log_every == 0 or step == total:
                 logger.log(step, {"loss": float(losses.total.detach()), "lr": scheduler.get_last_lr()[0],
-                                  **{f"loss/{t}": float(v) for t, v in losses.per_task.items()}})
+                                  **{f"loss/{t}": float(v) for t, v in losses.per_task.items()}, **extra_logs})
             if step % cfg.train.eval_every == 0 or step == total:
                 result = evaluate(model, val_loader, list(cfg.data.tasks), splits.num_classes, loss_fn,
                                   edge_exact=False, edge_tolerance=edge_tolerance(cfg))

@@ -1,0 +1,9 @@
+"""The three generalization settings of the paper (method.md §8, docs/settings.md).
+
+* :mod:`.zeroshot` -- zero-shot task transfer (``taskadapt zeroshot``);
+* :mod:`.adapt` -- unsupervised domain adaptation with output-space discriminators (``taskadapt adapt``);
+* :mod:`.domains` -- novel domains without fine-tuning (``taskadapt eval`` over several datasets).
+
+Each protocol trains (or reuses) the runs it needs under one output folder, evaluates them on the
+target's test split with the exact metrics of ``taskadapt eval``, and writes a JSON and a Markdown table.
+"""
