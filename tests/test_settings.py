@@ -137,7 +137,7 @@ def test_discriminator_inputs():
     normals = discriminator_input("normals", torch.randn(2, 3, 8, 8))
     torch.testing.assert_close(normals.norm(dim=1), torch.ones(2, 8, 8))
     edge = discriminator_input("edge", torch.randn(2, 1, 8, 8))
-    assert 0 <= float(edge.min()) and float(edge.max()) <= 1
+    assert float(edge.min()) >= 0 and float(edge.max()) <= 1
     assert OutputDiscriminator(5, 8)(seg).shape == (2, 1, 2, 2)  # small maps are upsampled to 32 px
     assert OutputDiscriminator(1, 8)(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 4, 4)
 

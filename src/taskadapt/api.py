@@ -142,7 +142,7 @@ class Predictor:
 
             try:  # only lists ids and class names; no image is read
                 ds = create_dataset(self.config.data.format, self.config.data.root, self.config.data.train_split,
-                                    tasks=missing)
+                                    tasks=missing, **self.config.data.options)
                 names.update({t: list(v) for t, v in ds.class_names.items()})
             except (TaskadaptError, OSError):
                 pass  # the dataset is not on this machine: fall back to generic names below

@@ -74,6 +74,8 @@ class DataConfig:
     cache: bool = False
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: options of the format's reader, e.g. {num_classes: 16} for cityscapes/synthia (docs/datasets.md)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -396,6 +398,14 @@ def _validate_data(p: str, d: DataConfig) -> None:
     from taskadapt.tasks import list_tasks
 
     _one_of(f"{p}.format", d.format, ["scenes", *list_formats()], "dataset format")
+    if d.options:
+        from taskadapt.data.datasets import get_dataset_class
+
+        allowed = get_dataset_class("nyud" if d.format == "scenes" else d.format).option_names()
+        for key in d.options:
+            if key not in allowed:
+                raise ConfigError(f"config key '{p}.options.{key}': the {d.format} reader has no option '{key}'; "
+                                  f"its options: {', '.join(allowed) or 'none'}")
     if not d.tasks:
         raise ConfigError(f"config key '{p}.tasks' is empty; name at least one task, e.g. {p}.tasks=[semseg,depth]")
     for i, task in enumerate(d.tasks):

@@ -61,7 +61,7 @@ class _OnDevice(torch.nn.Module):
         return {t: p.float().cpu() for t, p in self.inner(image.to(self.device)).items()}
 
 
-def _open_split(fmt: str, root: Path, split: str, tasks: list[str], trained_on: str):
+def _open_split(fmt: str, root: Path, split: str, tasks: list[str], trained_on: str, options: dict | None = None):
     """The reader for ``root``/``split``, or one DatasetError naming what exists."""
     from taskadapt.data.datasets import create_dataset, get_dataset_class
 
@@ -77,7 +77,7 @@ def _open_split(fmt: str, root: Path, split: str, tasks: list[str], trained_on: 
         have = ", ".join(available) if available else "none"
         raise DatasetError(f"split '{split}' does not exist in '{root}' ({fmt} format); splits there: {have}. "
                            "Pass --split <name>")
-    dataset = create_dataset(fmt, root, split, tasks=tasks)
+    dataset = create_dataset(fmt, root, split, tasks=tasks, **(options or {}))
     if len(dataset) == 0:
         raise DatasetError(f"split '{split}' of '{root}' lists no images; pick another split")
     return dataset
@@ -85,7 +85,8 @@ def _open_split(fmt: str, root: Path, split: str, tasks: list[str], trained_on: 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, format: str | None = None,
                         split: str | None = None, baseline: str | None = None, out: str | None = None,
-                        progress: bool = True, tasks: list[str] | None = None) -> dict[str, Any]:
+                        progress: bool = True, tasks: list[str] | None = None,
+                        options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split and write ``metrics.json`` and ``report.md``.
 
     ``data``/``format`` default to the checkpoint's own dataset (procedural scenes are read with the
@@ -93,7 +94,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
     predictions upsampled to each label's original size; edges use the exact one-to-one matcher at
     the dataset's tolerance. ``baseline``: a Delta_m baseline JSON (:mod:`taskadapt.metrics.delta_m`).
     ``out`` defaults to ``<checkpoint dir>/../eval-<split>``. ``tasks``: score only these of the
-    model's tasks (a dataset that labels fewer tasks); default all.
+    model's tasks (a dataset that labels fewer tasks); default all. ``options``: the reader's options
+    (default: the checkpoint's ``data.options`` when it reads its own format, else none).
 
     Returns the document written to ``metrics.json`` plus ``"files": {"metrics", "report"}``.
     """
@@ -116,7 +118,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
         if unknown:
             raise DatasetError(f"the checkpoint does not predict {unknown}; it predicts {predictor.tasks}")
     tasks = [t for t in predictor.tasks if tasks is None or t in tasks]
-    dataset = _open_split(reader, root, split, tasks, str(dataset_root(cfg)))
+    if options is None:
+        options = dict(cfg.data.options) if reader == own_format else {}
+    dataset = _open_split(reader, root, split, tasks, str(dataset_root(cfg)), options)
     for task, k in dataset.num_classes.items():
         trained = predictor.num_classes.get(task)
         if trained is not None and trained != k:

@@ -23,7 +23,7 @@ def num_classes_for(cfg: Config) -> dict[str, int]:
     tasks = [t for t in cfg.data.tasks if t in ("semseg", "parts")]
     if not tasks:
         return {}
-    ds = create_dataset(cfg.data.format, cfg.data.root, cfg.data.train_split, tasks=tasks)
+    ds = create_dataset(cfg.data.format, cfg.data.root, cfg.data.train_split, tasks=tasks, **cfg.data.options)
     return dict(ds.num_classes)
 
 

@@ -43,7 +43,7 @@ def score(checkpoint: Path, data: DataConfig, tasks: list[str], out: Path, progr
         prepare_scenes(data, progress=progress)
     fmt = "nyud" if data.format == "scenes" else data.format
     doc = evaluate_checkpoint(checkpoint, data=str(dataset_root(data)), format=fmt, split=data.test_split,
-                              out=str(out), progress=progress, tasks=tasks)
+                              out=str(out), progress=progress, tasks=tasks, options=dict(data.options))
     return doc["metrics"]
 
 

@@ -40,13 +40,39 @@ class DomainsResult:
 
 
 def parse_domain(spec: str, fmt: str | None = None) -> Domain:
-    """``NAME=DIR`` or ``DIR`` (the name is then the folder's name)."""
+    """``NAME=DIR``, ``NAME=FORMAT:DIR`` or ``DIR`` (the name is then the folder's name); ``fmt`` is the
+    format of entries that name none (None: the checkpoint's own)."""
+    from taskadapt.data.datasets import list_formats
+
     name, sep, root = spec.partition("=")
     if not sep:
         name, root = Path(spec.rstrip("/")).name or spec, spec
+    prefix, colon, rest = root.partition(":")
+    if colon and prefix in list_formats():
+        fmt, root = prefix, rest
     if not name or not root:
-        raise ConfigError(f"--data '{spec}' must be a folder or NAME=FOLDER (e.g. --data dusk=runs/scenes/dusk)")
+        raise ConfigError(f"--data '{spec}' must be FOLDER, NAME=FOLDER or NAME=FORMAT:FOLDER "
+                          "(e.g. --data dusk=runs/scenes/dusk --data nyud=nyud:/datasets/NYUD_MT)")
     return Domain(name, root, fmt)
+
+
+def default_split(checkpoint: str | os.PathLike, domain: Domain) -> str | None:
+    """The checkpoint's test split on its own format; on another format its ``test`` split, else ``val``."""
+    from taskadapt.api import _config_from_meta
+    from taskadapt.data.datasets import get_dataset_class
+    from taskadapt.train import checkpoint as ckpt
+    from taskadapt.train.data import reader_format
+
+    cfg = _config_from_meta(ckpt.read_meta(checkpoint), Path(checkpoint))
+    own = reader_format(cfg)
+    fmt = domain.format or cfg.data.format
+    if (fmt if fmt != "scenes" else "nyud") == own:
+        return None
+    try:
+        available = get_dataset_class(fmt).splits(domain.root)
+    except (NotImplementedError, OSError):
+        return None
+    return next((s for s in ("test", "val") if s in available), None)
 
 
 def relative_drop(task: str, in_domain: float, other: float) -> float | None:
@@ -85,7 +111,7 @@ def evaluate_domains(checkpoints: list[str | os.PathLike], domains: list[Domain]
         models.append(label)
         metrics[label], drops[label] = {}, {}
         for d in domains:
-            doc = evaluate_checkpoint(ckpt, data=d.root, format=d.format, split=split,
+            doc = evaluate_checkpoint(ckpt, data=d.root, format=d.format, split=split or default_split(ckpt, d),
                                       out=str(out / _safe(label) / _safe(d.name)), progress=progress)
             metrics[label][d.name] = doc["metrics"]
         reference = metrics[label][domains[0].name]

@@ -97,6 +97,8 @@ def plan_runs(cfg: Config, out: Path) -> dict[str, Config]:
         target.data = copy.deepcopy(z.target)
         target.data.tasks = labelled
         target.model.tasks = list(tasks)
+        # the source weights fix the input size (ViT position embeddings): keep it whatever the target crop
+        target.model.img_size = cfg.model.img_size or cfg.data.crop_size
         shorter_schedule(target, z.steps)
         target.train.lr = z.lr if z.lr is not None else cfg.train.lr
         runs[f"source-{method}"], runs[f"target-{method}"] = source, target

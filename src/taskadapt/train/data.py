@@ -122,11 +122,11 @@ def build_splits(cfg: Config, train_transform: Callable | None = None) -> Splits
     """Train (with ``train_transform`` applied by the loader), validation and test datasets."""
     root, fmt, d = dataset_root(cfg), reader_format(cfg), cfg.data
     tasks = list(d.tasks)
-    train = create_dataset(fmt, root, d.train_split, tasks=tasks)
+    train = create_dataset(fmt, root, d.train_split, tasks=tasks, **d.options)
     if d.cache:
         train = CachedDataset(train)
     if d.val_split is not None:
-        val: Dataset = create_dataset(fmt, root, d.val_split, tasks=tasks)
+        val: Dataset = create_dataset(fmt, root, d.val_split, tasks=tasks, **d.options)
         train_part: Dataset = train
     else:
         n = len(train)
@@ -137,7 +137,7 @@ def build_splits(cfg: Config, train_transform: Callable | None = None) -> Splits
         order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(cfg.seed, "val-carve"))).tolist()
         val, train_part = SubsetDataset(train, sorted(order[:n_val])), SubsetDataset(train, sorted(order[n_val:]))
     try:
-        test: Dataset | None = create_dataset(fmt, root, d.test_split, tasks=tasks)
+        test: Dataset | None = create_dataset(fmt, root, d.test_split, tasks=tasks, **d.options)
     except DatasetError:
         test = None  # no test split on disk: evaluation commands say so when they need it
     return Splits(train_part, val, test, dict(train.num_classes), dict(getattr(train, "class_names", {}) or {}))
@@ -253,7 +253,7 @@ def target_loader(cfg: Config, start_step: int = 0, rank: int = 0, world: int = 
     run sees the same target batches.
     """
     d = cfg.adapt.target
-    dataset: Dataset = create_dataset(reader_format(d), dataset_root(d), d.train_split, tasks=())
+    dataset: Dataset = create_dataset(reader_format(d), dataset_root(d), d.train_split, tasks=(), **d.options)
     if len(dataset) == 0:
         raise DatasetError(f"the '{d.train_split}' split of the target {dataset_root(d)} lists no images")
     if d.cache:
