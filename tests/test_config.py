@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from taskadapt.config import Config, load_config, parse_overrides, to_yaml
 from taskadapt.errors import ConfigError
@@ -21,7 +22,11 @@ def test_defaults_are_valid():
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_shipped_configs_load(name):
-    overrides = ["data.root=/some/dataset"] if name != "scenes.yaml" else []
+    raw = yaml.safe_load((REPO / "configs" / name).read_text())
+    overrides = [] if raw["data"]["format"] == "scenes" else ["data.root=/some/dataset"]
+    for section in ("zeroshot", "adapt"):  # real-data settings presets name a target dataset too
+        if raw.get(section, {}).get("target", {}).get("format", "scenes") != "scenes":
+            overrides.append(f"{section}.target.root=/some/target")
     cfg = load_config(REPO / "configs" / name, overrides)
     assert cfg.data.batch_size > 0
 
