@@ -168,6 +168,12 @@ class TrainConfig:
     grad_clip: float = 1.0
     #: bfloat16 autocast for the forward pass
     bf16: bool = False
+    #: torch.compile the model (off by default: on CPU it did not pay off, docs/performance.md)
+    compile: bool = False
+    #: recompute the adapter layers' activations in backward instead of storing them (saves memory)
+    activation_checkpointing: bool = False
+    #: channels-last memory format for the convolutional decoder and heads
+    channels_last: bool = False
     #: share of the training split held out for model selection when data.val_split is null
     val_fraction: float = 0.1
     eval_every: int = 500

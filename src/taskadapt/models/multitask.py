@@ -20,6 +20,7 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from taskadapt.errors import ConfigError
@@ -180,6 +181,10 @@ class MultiTaskModel(nn.Module):
 
         #: the trainer turns this off on steps where TROA does not update (model.troa.every > 1)
         self.capture_affinity = True
+        #: recompute the adapter layers' activations in backward, not store them (train.activation_checkpointing)
+        self.activation_checkpointing = False
+        #: run the decoder on channels-last tensors (train.channels_last)
+        self.channels_last = False
         later = {id(p) for st in steps[self.split:] for p in st.module.parameters()}
         self._prefix_params = [p for p in backbone.parameters() if id(p) not in later]
 
@@ -252,17 +257,34 @@ class MultiTaskModel(nn.Module):
         w = self.conditioning_vectors() if self.streams else None
         self.conditioning.w = w
         try:
+            checkpointing = self.activation_checkpointing and self.training and torch.is_grad_enabled()
             for i in range(self.split, self.last_step + 1):
-                layer = self.adapter_layers[str(i)] if i in self.adapter_steps else None
-                bias = layer.taa(w, B) if layer is not None and layer.taa is not None else None
-                s = steps[i](s, attn_bias=bias) if bias is not None else steps[i](s)
-                if layer is not None:
-                    s = layer.bottleneck(s)
+                if checkpointing:
+                    # the recomputation runs during backward, after this forward has returned: the block
+                    # gets w explicitly and sets the shared conditioning itself
+                    s = torch.utils.checkpoint.checkpoint(self._run_step, i, s, w, B, use_reentrant=False)
+                else:
+                    s = self._run_step(i, s, w, B)
                 if i in self.taps:
                     feats[i] = self.backbone.feature_map(s, i)
         finally:
             self.conditioning.w = None
         return feats, T
+
+    def _run_step(self, i: int, s: torch.Tensor, w: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Backbone step ``i`` after the split, with its adapter layer (TAA bias, bottleneck) if it has one.
+        s: (T*B, ...) stream-major tokens."""
+        steps = self.backbone.steps()
+        previous, self.conditioning.w = self.conditioning.w, w
+        try:
+            layer = self.adapter_layers[str(i)] if i in self.adapter_steps else None
+            bias = layer.taa(w, batch) if layer is not None and layer.taa is not None else None
+            s = steps[i](s, attn_bias=bias) if bias is not None else steps[i](s)
+            if layer is not None:
+                s = layer.bottleneck(s)
+            return s
+        finally:
+            self.conditioning.w = previous
 
     def decode(self, feats: dict[int, torch.Tensor], streams: int, image_hw: tuple[int, int]
                ) -> dict[str, torch.Tensor]:
@@ -270,7 +292,8 @@ class MultiTaskModel(nn.Module):
         T = streams
         projected = []
         for k, i in enumerate(self.taps):
-            p = self.decoder.project(k, feats[i], image_hw)
+            f = feats[i].contiguous(memory_format=torch.channels_last) if self.channels_last else feats[i]
+            p = self.decoder.project(k, f, image_hw)
             if T > 1 and i < self.split:  # a prefix tap: projected once, shared by every stream
                 p = p.unsqueeze(0).expand(T, *p.shape).reshape(T * p.shape[0], *p.shape[1:])
             projected.append(p)

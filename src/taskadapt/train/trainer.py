@@ -83,6 +83,18 @@ def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
 
+def apply_speed_options(model: torch.nn.Module, cfg: Config) -> None:
+    """``train.activation_checkpointing`` and ``train.channels_last`` on a MultiTaskModel (or each model
+    of a single-task ensemble); ``train.compile`` is applied by the trainer after the DDP wrap."""
+    parts = list(model.models.values()) if hasattr(model, "models") else [model]
+    for part in parts:
+        if hasattr(part, "activation_checkpointing"):
+            part.activation_checkpointing = cfg.train.activation_checkpointing
+        if cfg.train.channels_last and hasattr(part, "channels_last"):
+            part.channels_last = True
+            part.to(memory_format=torch.channels_last)
+
+
 class _StopFlag:
     """Records SIGINT/SIGTERM so the loop can checkpoint and stop between steps."""
 
@@ -232,10 +244,13 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
                 raise ConfigError(f"cannot resume '{resume}' with adapt.enabled=true: it was trained without "
                                   "domain adaptation")
             adversary.load_train_state(state["adversary"])
+    apply_speed_options(model, cfg)
     if info.distributed:
         ddp_kwargs = {"device_ids": [info.device.index]} if info.device.type == "cuda" else {}
         model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
     inner = _unwrap(model)
+    # compiled forward only: checkpoints keep reading the plain (or DDP) module's parameter names
+    forward = torch.compile(model) if cfg.train.compile else model
     troa_every = cfg.model.troa.every
 
     loader = train_loader(cfg, splits.train, start, info.rank, info.world)
@@ -273,7 +288,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
             if targets is not None:  # unlabelled target images ride in the same batch (one forward, DDP-safe)
                 images = torch.cat([images, next(targets)["image"].to(info.device, non_blocking=True)])
             with autocast:
-                preds = model(images)
+                preds = forward(images)
             preds = {k: v.float() for k, v in preds.items()}
             target_preds = {k: v[n_source:] for k, v in preds.items()}
             preds = {k: v[:n_source] for k, v in preds.items()}
@@ -307,7 +322,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
                 logger.log(step, {"loss": float(losses.total.detach()), "lr": scheduler.get_last_lr()[0],
                                   **{f"loss/{t}": float(v) for t, v in losses.per_task.items()}, **extra_logs})
             if step % cfg.train.eval_every == 0 or step == total:
-                result = evaluate(model, val_loader, list(cfg.data.tasks), splits.num_classes, loss_fn,
+                result = evaluate(forward, val_loader, list(cfg.data.tasks), splits.num_classes, loss_fn,
                                   edge_exact=False, edge_tolerance=edge_tolerance(cfg))
                 logger.log_eval(step, result)
                 if result["loss"] is not None and result["loss"] < best_loss:
