@@ -101,6 +101,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
     """
     from taskadapt.metrics.delta_m import delta_m, load_baseline
     from taskadapt.train.data import dataset_root, eval_loader, reader_format
+    from taskadapt.train.distributed import cleanup, init_from_env
     from taskadapt.train.evaluate import evaluate
 
     checkpoint = Path(checkpoint)
@@ -128,10 +129,15 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
                                "evaluate on a dataset with the classes it was trained on")
 
     tolerance = _edge_tolerance_for(cfg, reader, same_dataset)
-    loader = eval_loader(cfg, dataset)
-    model = _OnDevice(predictor.model, predictor.device)
-    results = evaluate(model, loader, tasks, predictor.num_classes, edge_exact=True, edge_tolerance=tolerance,
-                       progress=progress, description=f"evaluating {split}")
+    # under torchrun every rank scores its share of the images (each exactly once); metrics are summed
+    info = init_from_env()
+    try:
+        loader = eval_loader(cfg, dataset, rank=info.rank, world=info.world)
+        model = _OnDevice(predictor.model.to(info.device), info.device)
+        results = evaluate(model, loader, tasks, predictor.num_classes, edge_exact=True, edge_tolerance=tolerance,
+                           progress=progress and info.is_main, description=f"evaluating {split}")
+    finally:
+        cleanup(info)
 
     primary = {}
     for task in results["metrics"]:
@@ -159,8 +165,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
                           "baseline": {t: s["value"] for t, s in base["tasks"].items()}}
 
     out_dir = Path(out) if out is not None else checkpoint.absolute().parent.parent / f"eval-{split}"
-    metrics_path = write_json(out_dir / "metrics.json", doc)
-    report_path = write_text(out_dir / "report.md", report_markdown(doc))
+    metrics_path, report_path = out_dir / "metrics.json", out_dir / "report.md"
+    if info.is_main:
+        write_json(metrics_path, doc)
+        write_text(report_path, report_markdown(doc))
     return {**doc, "files": {"metrics": str(metrics_path), "report": str(report_path)}}
 
 

@@ -234,13 +234,18 @@ class ResizeImage:
         return out
 
 
-def eval_loader(cfg: Config, dataset: Dataset, max_images: int = 0, batch_size: int | None = None) -> DataLoader:
-    """Deterministic loader: images at the model's input size, labels at their original size."""
+def eval_loader(cfg: Config, dataset: Dataset, max_images: int = 0, batch_size: int | None = None,
+                rank: int = 0, world: int = 1) -> DataLoader:
+    """Deterministic loader: images at the model's input size, labels at their original size.
+
+    Under DDP rank r of W takes images r, r + W, r + 2W, ...: every image exactly once over the ranks
+    (no padding, unlike ``DistributedSampler``), so metrics summed over the ranks equal one process's.
+    """
     size = cfg.model.img_size or cfg.data.crop_size
     if max_images and max_images < len(dataset):
         dataset = torch.utils.data.Subset(dataset, list(range(max_images)))
     wrapped = AugmentedDataset(dataset, ResizeImage(size))
-    keys = [(i, 0) for i in range(len(wrapped))]
+    keys = [(i, 0) for i in range(rank, len(wrapped), world)]
     return DataLoader(keys, batch_size=batch_size or cfg.data.batch_size, shuffle=False,
                       collate_fn=lambda ks: collate([wrapped[k] for k in ks]), num_workers=0)
 

@@ -15,6 +15,8 @@ class DistInfo:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    #: this process group was created by :func:`init_from_env` (and is destroyed by :func:`cleanup`)
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -33,10 +35,11 @@ def init_from_env() -> DistInfo:
     device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    owns = world > 1 and not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
-    return DistInfo(rank, world, local_rank, device)
+    return DistInfo(rank, world, local_rank, device, owns)
 
 
 def barrier(info: DistInfo) -> None:
@@ -45,5 +48,5 @@ def barrier(info: DistInfo) -> None:
 
 
 def cleanup(info: DistInfo) -> None:
-    if info.distributed and dist.is_initialized():
+    if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()

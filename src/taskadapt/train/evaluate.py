@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -42,7 +43,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], n
     model.eval()
     metrics = make_metrics(tasks, num_classes, edge_exact, edge_tolerance)
     specs = {t: get_task(t) for t in tasks}
-    total_loss, batches, images = 0.0, 0, 0
+    loss_sum, loss_images, images = 0.0, 0, 0
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeRemainingColumn(), disable=not progress, transient=True)
     with bar:
@@ -57,8 +58,9 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], n
                 same_size = {t: _to_size(p, batch[specs[t].label_key].shape[-2:])
                              for t, p in preds.items() if specs[t].label_key in batch}
                 if same_size:
-                    total_loss += float(loss_fn(same_size, batch).total)
-                    batches += 1
+                    n = batch["image"].shape[0]
+                    loss_sum += float(loss_fn(same_size, batch).total) * n
+                    loss_images += n
             for task, pred in preds.items():
                 target = batch.get(specs[task].label_key)
                 if target is None:
@@ -68,9 +70,14 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], n
                     p = specs[task].postprocess(_to_size(pred[i:i + 1], t.shape[-2:]))
                     metrics[task].update(p, t.unsqueeze(0))
             bar.advance(job)
+    if dist.is_available() and dist.is_initialized():
+        # each rank saw its shard: sum the loss and the counts; the metrics sync their states in compute()
+        packed = torch.tensor([loss_sum, loss_images, images], dtype=torch.float64)
+        dist.all_reduce(packed)
+        loss_sum, loss_images, images = float(packed[0]), int(packed[1]), int(packed[2])
     results = {}
     for task, metric in metrics.items():
         values = metric.compute()
         results[task] = {k: float(v) for k, v in values.items() if v.ndim == 0}
     model.train(was_training)
-    return {"metrics": results, "loss": total_loss / batches if batches else None, "images": images}
+    return {"metrics": results, "loss": loss_sum / loss_images if loss_images else None, "images": images}

@@ -95,6 +95,25 @@ def apply_speed_options(model: torch.nn.Module, cfg: Config) -> None:
             part.to(memory_format=torch.channels_last)
 
 
+def _sync_step(info: DistInfo, tasks: list[str], per_task: dict[str, torch.Tensor], total: torch.Tensor,
+               stop: bool) -> tuple[dict[str, float], float, bool]:
+    """Per-task losses averaged over the ranks that had labels for the task, the total loss averaged over
+    the ranks, and whether any rank was signalled (``tasks``: the model's tasks, the same on every rank).
+    Single process: the values themselves. A NaN on any rank stays NaN in the sum, so every rank sees
+    the divergence and stops at the same step."""
+    if not info.distributed:
+        return {t: float(v) for t, v in per_task.items()}, float(total.detach()), stop
+    n = len(tasks)
+    vals = torch.zeros(2 * n + 2, dtype=torch.float64)
+    for i, t in enumerate(tasks):
+        if t in per_task:
+            vals[i], vals[n + i] = float(per_task[t]), 1.0
+    vals[-2], vals[-1] = float(total.detach()), float(stop)
+    torch.distributed.all_reduce(vals)
+    synced = {t: float(vals[i] / vals[n + i]) for i, t in enumerate(tasks) if vals[n + i] > 0}
+    return synced, float(vals[-2]) / info.world, bool(vals[-1] > 0)
+
+
 class _StopFlag:
     """Records SIGINT/SIGTERM so the loop can checkpoint and stop between steps."""
 
@@ -255,7 +274,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
 
     loader = train_loader(cfg, splits.train, start, info.rank, info.world)
     targets = iter(target_loader(cfg, start, info.rank, info.world)) if adversary is not None else None
-    val_loader = eval_loader(cfg, splits.val, cfg.train.val_max_images)
+    # each rank scores its share of the validation images; metrics and loss are summed over the ranks
+    val_loader = eval_loader(cfg, splits.val, cfg.train.val_max_images, rank=info.rank, world=info.world)
     logger = _Logger(out, info.is_main, resume is not None)
     autocast = (torch.autocast(device_type=info.device.type, dtype=torch.bfloat16) if cfg.train.bf16
                 else contextlib.nullcontext())
@@ -297,9 +317,12 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
             if adversary is not None:
                 adv_loss, extra_logs = adversary.generator_loss(target_preds, step)
                 total_loss = total_loss + adv_loss
-            bad = [t for t, v in losses.per_task.items() if not torch.isfinite(v)]
-            if bad or not torch.isfinite(total_loss):
-                where = f"task '{bad[0]}' ({float(losses.per_task[bad[0]])})" if bad else "the total loss"
+            # one small all-reduce: losses averaged over the ranks, and every rank agrees on stopping
+            per_task, step_loss, stop_now = _sync_step(info, loss_fn.tasks, losses.per_task, total_loss,
+                                                   stop.signal is not None)
+            bad = [t for t, v in per_task.items() if not math.isfinite(v)]
+            if bad or not math.isfinite(step_loss):
+                where = f"task '{bad[0]}' ({per_task[bad[0]]})" if bad else "the total loss"
                 kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written"
                 raise TrainingDiverged(f"{where} is not finite at step {step}; {kept}. Lower train.lr, keep "
                                        "train.grad_clip on, or check the labels of that task")
@@ -315,14 +338,14 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
             if hasattr(inner, "update_affinity") and step % troa_every == 0:
                 inner.update_affinity(losses.weights, losses.present, samples=n_source)
             step += 1
-            for t, v in losses.per_task.items():
-                running[t] = 0.9 * running.get(t, float(v)) + 0.1 * float(v)
+            for t, v in per_task.items():
+                running[t] = 0.9 * running.get(t, v) + 0.1 * v
             bar.update(job, completed=step, losses=" ".join(f"{t} {v:.3f}" for t, v in running.items()))
             if step % cfg.train.log_every == 0 or step == total:
-                logger.log(step, {"loss": float(losses.total.detach()), "lr": scheduler.get_last_lr()[0],
-                                  **{f"loss/{t}": float(v) for t, v in losses.per_task.items()}, **extra_logs})
+                logger.log(step, {"loss": step_loss, "lr": scheduler.get_last_lr()[0],
+                                  **{f"loss/{t}": v for t, v in per_task.items()}, **extra_logs})
             if step % cfg.train.eval_every == 0 or step == total:
-                result = evaluate(forward, val_loader, list(cfg.data.tasks), splits.num_classes, loss_fn,
+                result = evaluate(inner, val_loader, list(cfg.data.tasks), splits.num_classes, loss_fn,
                                   edge_exact=False, edge_tolerance=edge_tolerance(cfg))
                 logger.log_eval(step, result)
                 if result["loss"] is not None and result["loss"] < best_loss:
@@ -331,10 +354,10 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
                     save(best_path, best_metrics)
             if step % cfg.train.checkpoint_every == 0 or step == total:
                 save(last_path, best_metrics)
-            if stop.signal is not None:
+            if stop_now:
                 save(last_path, best_metrics)
                 logger.close()
-                name = signal.Signals(stop.signal).name
+                name = signal.Signals(stop.signal).name if stop.signal is not None else "a signal (on another rank)"
                 raise TrainingInterrupted(f"{name} received at step {step}: wrote {last_path}; continue with "
                                           f"`taskadapt train ... --resume {last_path}`")
     logger.close()
