@@ -214,8 +214,9 @@ def train_loader(cfg: Config, train: Dataset, start_step: int = 0, rank: int = 0
     transform = build_train_transform(cfg.data.crop_size, scale=(a.scale_min, a.scale_max), flip=a.flip,
                                       jitter=a.color_jitter)
     sampler = StepBatchSampler(len(train), cfg.data.batch_size, cfg.train.steps, cfg.seed, start_step, rank, world)
+    # pinned host memory lets the trainer's non_blocking copies to the GPU overlap with compute
     return DataLoader(AugmentedDataset(train, transform), batch_sampler=sampler, collate_fn=collate,
-                      num_workers=cfg.data.num_workers, persistent_workers=False)
+                      num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available())
 
 
 class ResizeImage:
