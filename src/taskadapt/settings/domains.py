@@ -122,8 +122,9 @@ def evaluate_domains(checkpoints: list[str | os.PathLike], domains: list[Domain]
                 if task in reference and primary in values:
                     drops[label][d.name][task] = relative_drop(task, reference[task][primary], values[primary])
     result = DomainsResult(domains, models, [str(c) for c in checkpoints], split, metrics, drops)
-    write_json(out / "domains.json", result.to_dict())
-    write_text(out / "domains.md", domains_markdown(result))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank has the results; one writes
+        write_json(out / "domains.json", result.to_dict())
+        write_text(out / "domains.md", domains_markdown(result))
     return result
 
 
