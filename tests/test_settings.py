@@ -209,6 +209,13 @@ def test_troa_ignores_the_appended_target_samples():
     assert float(aff.affinity[0, 1]) == pytest.approx(1.0)
 
 
+def test_adapt_checks_the_crop_sizes_before_training(tmp_path):
+    cfg = tiny_cfg(tmp_path, "x", *_target("adapt", tmp_path, "dusk"), "adapt.target.crop_size=48")
+    with pytest.raises(ConfigError, match="crop_size"):
+        run_adapt(cfg, progress=False)
+    assert not (tmp_path / "x" / "source-only").exists()
+
+
 def test_gap_closed():
     assert gap_closed("semseg", 0.2, 0.3, 0.4) == pytest.approx(0.5)
     assert gap_closed("depth", 1.0, 0.9, 0.8) == pytest.approx(0.5)  # lower is better: same formula

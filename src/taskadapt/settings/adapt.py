@@ -60,6 +60,10 @@ def plan_runs(cfg: Config, out: Path) -> dict[str, Config]:
     if not tasks:
         raise ConfigError(f"adapt.target.tasks {target.tasks} shares no task with the model's {model_tasks(cfg)}: "
                           "nothing could be scored on the target")
+    if target.crop_size != cfg.data.crop_size:  # checked before any training, not when the adapted run starts
+        raise ConfigError(f"adapt.target.crop_size {target.crop_size} differs from data.crop_size "
+                          f"{cfg.data.crop_size}: source and target crops go through the network in one batch; "
+                          "make them equal")
     if cfg.model.tasks is not None and cfg.model.tasks != cfg.data.tasks:
         raise ConfigError("domain adaptation trains every model task on the source: set model.tasks=null")
     source_only = with_run(cfg, out / "source-only")
