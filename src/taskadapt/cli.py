@@ -34,6 +34,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _is_main_process() -> bool:
+    """False on the ranks > 0 of a torchrun launch: only rank 0 prints results."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"taskadapt {__version__}")
@@ -132,8 +139,9 @@ def train_cmd(
     config, overrides = _split_config_arg(config, overrides)
     cfg = load_config(config, overrides)
     result = train(cfg, resume=resume, progress=True)
-    console.print(f"[green]done[/green]: {result.step} steps in {result.seconds:.0f} s; best checkpoint "
-                  f"{result.best}, last {result.last}")
+    if _is_main_process():
+        console.print(f"[green]done[/green]: {result.step} steps in {result.seconds:.0f} s; best checkpoint "
+                      f"{result.best}, last {result.last}")
 
 
 @app.command("eval")
@@ -164,8 +172,9 @@ def eval_cmd(
 
         results = evaluate_checkpoint(checkpoints[0], data=data[0] if data else None, format=format, split=split,
                                       baseline=baseline, out=out)
-        console.print(metrics_table(results))
-        console.print(f"wrote {results['files']['metrics']} and {results['files']['report']}")
+        if _is_main_process():
+            console.print(metrics_table(results))
+            console.print(f"wrote {results['files']['metrics']} and {results['files']['report']}")
         return
     from taskadapt.errors import ConfigError
     from taskadapt.settings.domains import domains_table, evaluate_domains, parse_domain
@@ -176,8 +185,9 @@ def eval_cmd(
         raise ConfigError("several checkpoints: name the datasets to score them on with --data (repeatable)")
     result = evaluate_domains(checkpoints, [parse_domain(d, format) for d in data], split=split,
                               out=out or "runs/domains")
-    console.print(domains_table(result))
-    console.print(f"wrote {Path(out or 'runs/domains') / 'domains.md'}")
+    if _is_main_process():
+        console.print(domains_table(result))
+        console.print(f"wrote {Path(out or 'runs/domains') / 'domains.md'}")
 
 
 @app.command("predict")
