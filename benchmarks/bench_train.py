@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import build, fake_batch  # noqa: E402
 
 from taskadapt.losses import MultiTaskLoss  # noqa: E402
-from taskadapt.train.trainer import param_groups  # noqa: E402
+from taskadapt.train.trainer import apply_speed_options, param_groups  # noqa: E402
 
 ALL_TASKS = ["semseg", "depth", "normals", "edge"]
 console = Console()
@@ -57,17 +57,15 @@ def _measure(spec: dict, rank: int = 0, world: int = 1) -> dict:
     tasks = ALL_TASKS[:spec["tasks"]]
     model = build(spec["backbone"], spec["method"], tasks, spec["size"], pretrained="null").to(device)
     opts = spec.get("options", {})
-    if opts.get("channels_last"):
-        model.to(memory_format=torch.channels_last)
-    for part in (model.models.values() if hasattr(model, "models") else [model]):
-        part.activation_checkpointing = bool(opts.get("checkpointing"))
-        part.channels_last = bool(opts.get("channels_last"))
+    cfg = load_config(None, [f"data.tasks=[{','.join(tasks)}]",
+                             f"train.channels_last={bool(opts.get('channels_last'))}",
+                             f"train.activation_checkpointing={bool(opts.get('checkpointing'))}"])
+    apply_speed_options(model, cfg)  # exactly what the trainer does
     inner = model
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(model) if opts.get("compile") else model
-    cfg = load_config(None, [f"data.tasks=[{','.join(tasks)}]"])
     optimizer = torch.optim.AdamW(param_groups(inner, cfg), lr=1e-4)
     loss_fn = MultiTaskLoss(tasks)
     local = spec["batch"] // world

@@ -217,10 +217,10 @@ def test_adapt_checks_the_crop_sizes_before_training(tmp_path):
 
 
 def test_gap_closed():
-    assert gap_closed("semseg", 0.2, 0.3, 0.4) == pytest.approx(0.5)
-    assert gap_closed("depth", 1.0, 0.9, 0.8) == pytest.approx(0.5)  # lower is better: same formula
-    assert gap_closed("depth", 1.0, 1.1, 0.8) == pytest.approx(-0.5)  # adaptation hurt
-    assert gap_closed("depth", 1.0, 1.0, 1.0) is None
+    assert gap_closed(0.2, 0.3, 0.4) == pytest.approx(0.5)  # mIoU
+    assert gap_closed(1.0, 0.9, 0.8) == pytest.approx(0.5)  # RMSE, lower is better: same formula
+    assert gap_closed(1.0, 1.1, 0.8) == pytest.approx(-0.5)  # adaptation hurt
+    assert gap_closed(1.0, 1.0, 1.0) is None
 
 
 def test_adapt_command_end_to_end(tmp_path):

@@ -36,9 +36,9 @@ err_console = Console(stderr=True)
 
 def _is_main_process() -> bool:
     """False on the ranks > 0 of a torchrun launch: only rank 0 prints results."""
-    import os
+    from taskadapt.train.distributed import is_main_process
 
-    return int(os.environ.get("RANK", "0")) == 0
+    return is_main_process()
 
 
 def _version(value: bool) -> None:

@@ -61,18 +61,24 @@ class _OnDevice(torch.nn.Module):
         return {t: p.float().cpu() for t, p in self.inner(image.to(self.device)).items()}
 
 
+def available_splits(fmt: str, root: str | os.PathLike) -> list[str] | None:
+    """The split names on disk for a reader format, or None when the format cannot list them."""
+    from taskadapt.data.datasets import get_dataset_class
+
+    try:
+        return list(get_dataset_class(fmt).splits(root))
+    except (NotImplementedError, OSError):  # formats whose splits are not files or folders
+        return None
+
+
 def _open_split(fmt: str, root: Path, split: str, tasks: list[str], trained_on: str, options: dict | None = None):
     """The reader for ``root``/``split``, or one DatasetError naming what exists."""
-    from taskadapt.data.datasets import create_dataset, get_dataset_class
+    from taskadapt.data.datasets import create_dataset
 
     if not root.is_dir():
         raise DatasetError(f"dataset folder '{root}' does not exist; pass --data <folder> (the checkpoint was "
                            f"trained on '{trained_on}')")
-    cls = get_dataset_class(fmt)
-    try:
-        available: list[str] | None = list(cls.splits(root))
-    except (NotImplementedError, OSError):
-        available = None
+    available = available_splits(fmt, root)
     if available is not None and split not in available:
         have = ", ".join(available) if available else "none"
         raise DatasetError(f"split '{split}' does not exist in '{root}' ({fmt} format); splits there: {have}. "

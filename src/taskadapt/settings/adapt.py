@@ -77,9 +77,11 @@ def plan_runs(cfg: Config, out: Path) -> dict[str, Config]:
     return dict(zip(ROWS, (source_only, adapted, oracle), strict=True))
 
 
-def gap_closed(task: str, source: float, adapted: float, oracle: float) -> float | None:
-    """(adapted - source) / (oracle - source) on the task's primary metric; None when there is no gap."""
-    del task  # the ratio of two differences in the same metric is direction-free
+def gap_closed(source: float, adapted: float, oracle: float) -> float | None:
+    """(adapted - source) / (oracle - source) on a primary metric; None when there is no gap.
+
+    The ratio of two differences in the same metric needs no direction: it holds for mIoU and RMSE alike.
+    """
     gap = oracle - source
     if abs(gap) < 1e-12:
         return None
@@ -92,7 +94,7 @@ def run_adapt(cfg: Config, out: str | os.PathLike | None = None, progress: bool 
 
     out = Path(out if out is not None else cfg.out_dir)
     runs = plan_runs(cfg, out)
-    tasks = [t for t in model_tasks(cfg) if t in cfg.adapt.target.tasks]
+    tasks = list(runs["target supervised"].data.tasks)  # the scored tasks: model tasks the target labels
     metrics, checkpoints = {}, {}
     for row, c in runs.items():
         path, _, _ = ensure_trained(c, progress)
@@ -102,7 +104,7 @@ def run_adapt(cfg: Config, out: str | os.PathLike | None = None, progress: bool 
     for t in tasks:
         primary, _ = metric_info(t)
         values = [metrics[r][t][primary] for r in ROWS]
-        closed[t] = gap_closed(t, *values)
+        closed[t] = gap_closed(*values)
     a = cfg.adapt
     result = AdaptResult(describe(cfg.data), describe(a.target), tasks, metrics, checkpoints, closed, str(out),
                          {"adv_weight": a.adv_weight, "adv_weights": dict(a.adv_weights), "disc_lr": a.disc_lr,

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from taskadapt.errors import ConfigError
-from taskadapt.evaluation_report import evaluate_checkpoint, metric_info
+from taskadapt.evaluation_report import available_splits, evaluate_checkpoint, metric_info
 from taskadapt.io import write_json, write_text
 from taskadapt.settings.common import fmt, markdown_table, metric_header, rich_table, shown_metrics
+from taskadapt.train import checkpoint as ckpt_io
+from taskadapt.train.distributed import is_main_process
 
 
 @dataclass
@@ -56,22 +58,16 @@ def parse_domain(spec: str, fmt: str | None = None) -> Domain:
     return Domain(name, root, fmt)
 
 
-def default_split(checkpoint: str | os.PathLike, domain: Domain) -> str | None:
-    """The checkpoint's test split on its own format; on another format its ``test`` split, else ``val``."""
-    from taskadapt.api import _config_from_meta
-    from taskadapt.data.datasets import get_dataset_class
-    from taskadapt.train import checkpoint as ckpt
-    from taskadapt.train.data import reader_format
+def _reader(fmt: str) -> str:
+    return "nyud" if fmt == "scenes" else fmt
 
-    cfg = _config_from_meta(ckpt.read_meta(checkpoint), Path(checkpoint))
-    own = reader_format(cfg)
-    fmt = domain.format or cfg.data.format
-    if (fmt if fmt != "scenes" else "nyud") == own:
+
+def default_split(own_format: str, domain: Domain) -> str | None:
+    """None (the checkpoint's own test split) on the checkpoint's format ``own_format``; on another
+    format that format's ``test`` split, else ``val`` (NYUD's test set)."""
+    if domain.format is None or _reader(domain.format) == _reader(own_format):
         return None
-    try:
-        available = get_dataset_class(fmt).splits(domain.root)
-    except (NotImplementedError, OSError):
-        return None
+    available = available_splits(domain.format, domain.root) or []
     return next((s for s in ("test", "val") if s in available), None)
 
 
@@ -110,8 +106,9 @@ def evaluate_domains(checkpoints: list[str | os.PathLike], domains: list[Domain]
         label = model_name(Path(ckpt), used)
         models.append(label)
         metrics[label], drops[label] = {}, {}
+        own_format = ckpt_io.read_meta(ckpt)["config"]["data"]["format"]
         for d in domains:
-            doc = evaluate_checkpoint(ckpt, data=d.root, format=d.format, split=split or default_split(ckpt, d),
+            doc = evaluate_checkpoint(ckpt, data=d.root, format=d.format, split=split or default_split(own_format, d),
                                       out=str(out / _safe(label) / _safe(d.name)), progress=progress)
             metrics[label][d.name] = doc["metrics"]
         reference = metrics[label][domains[0].name]
@@ -122,7 +119,7 @@ def evaluate_domains(checkpoints: list[str | os.PathLike], domains: list[Domain]
                 if task in reference and primary in values:
                     drops[label][d.name][task] = relative_drop(task, reference[task][primary], values[primary])
     result = DomainsResult(domains, models, [str(c) for c in checkpoints], split, metrics, drops)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank has the results; one writes
+    if is_main_process():  # under torchrun every rank has the results; one writes
         write_json(out / "domains.json", result.to_dict())
         write_text(out / "domains.md", domains_markdown(result))
     return result

@@ -112,8 +112,7 @@ def run_zeroshot(cfg: Config, out: str | os.PathLike | None = None, progress: bo
     out = Path(out if out is not None else cfg.out_dir)
     runs = plan_runs(cfg, out)
     method = cfg.model.method
-    scored = list(cfg.zeroshot.target.tasks)
-    scored = [t for t in model_tasks(cfg) if t in scored]
+    scored = [t for t in model_tasks(cfg) if t in cfg.zeroshot.target.tasks]
     rows: list[ZeroShotRow] = []
     for m in (method, NO_TROA):
         source_ckpt, _, _ = ensure_trained(runs[f"source-{m}"], progress)

@@ -42,6 +42,12 @@ def init_from_env() -> DistInfo:
     return DistInfo(rank, world, local_rank, device, owns)
 
 
+def is_main_process() -> bool:
+    """True unless this is a rank > 0 of a ``torchrun`` launch (read from the environment, so it works
+    before the process group exists)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

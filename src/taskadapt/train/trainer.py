@@ -310,8 +310,9 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
             with autocast:
                 preds = forward(images)
             preds = {k: v.float() for k, v in preds.items()}
-            target_preds = {k: v[n_source:] for k, v in preds.items()}
-            preds = {k: v[:n_source] for k, v in preds.items()}
+            if targets is not None:  # split the outputs back into source and target halves
+                target_preds = {k: v[n_source:] for k, v in preds.items()}
+                preds = {k: v[:n_source] for k, v in preds.items()}
             losses = loss_fn(preds, batch)
             total_loss, extra_logs = losses.total, {}
             if adversary is not None:
