@@ -1,6 +1,6 @@
-"""Are the bundled backbone's frozen features more informative than random ones? A 1x1-conv probe.
+"""Are the bundled backbone's frozen features more informative than random ones? Linear probes.
 
-    python benchmarks/pretrain_probe.py [--weights FILE] [--train 1024] [--val 256] [--steps 1500]
+    python benchmarks/pretrain_probe.py [--weights bundled [FILE ...]] [--train 1024] [--val 256] [--steps 1500]
 
 For each encoder -- ``vit_tiny_patch8_64`` at random initialisation, the same with the bundled (or
 given) weights, and raw 8x8 pixel patches as a reference -- fit a 1x1 convolution from frozen
@@ -9,6 +9,11 @@ logits bilinearly to 64 px and report the validation mIoU (:class:`SegmentationM
 the four default taps (blocks 3, 6, 9, 12) concatenated, and the last block alone. Each feature
 channel is standardised with training-set statistics so the probe's optimisation is equally easy
 for every encoder. Prints a table.
+
+A second table reads each tap token by token: a ridge regression from one token's frozen features to
+its own 8 x 8 patch of raw pixels, log-depth, normals and edge labels, with the validation R^2 (1 = the
+patch's values are a linear function of the token, 0 = no better than their mean). "pixels" measures
+how much of the patch's own detail the encoder keeps; the others, how linearly readable each task is.
 """
 
 from __future__ import annotations
@@ -77,9 +82,32 @@ def probe_miou(train_x, train_y, val_x, val_y, steps: int, seed: int = 0) -> flo
     return float(metric.compute()["mIoU"])
 
 
+def ridge_r2(train_x, train_y, val_x, val_y, lam: float = 1e-4) -> float:
+    """Ridge regression (tokens (N, C) -> targets (N, D), features standardised, penalty ``lam * N``);
+    validation R^2 over all D outputs."""
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    design = [torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=x.dtype)], 1) for x in (train_x, val_x)]
+    gram = design[0].T @ design[0] + lam * len(train_x) * torch.eye(design[0].shape[1], dtype=train_x.dtype)
+    pred = design[1] @ torch.linalg.solve(gram, design[0].T @ train_y)
+    return float(1 - (pred - val_y).pow(2).sum() / (val_y - val_y.mean(0)).pow(2).sum())
+
+
+def patch_targets(split: dict[str, torch.Tensor], patch: int = 8) -> dict[str, torch.Tensor]:
+    """Per-token targets (B * N, patch * patch * channels): pixels, log-depth, normals, edges."""
+    maps = {"pixels": split["image"], "log-depth": split["depth"].log(), "normals": split["normals"],
+            "edges": split["edge"]}
+    return {k: patchify(v, patch).reshape(-1, patch * patch * v.shape[1]).double() for k, v in maps.items()}
+
+
+def tokens(feature_map: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B * h * w, C) in patchify's token order."""
+    return feature_map.flatten(2).transpose(1, 2).reshape(-1, feature_map.shape[1]).double()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", default="bundled", help="pretrained= value for the pretrained encoder")
+    parser.add_argument("--weights", nargs="+", default=["bundled"],
+                        help="pretrained= values of the encoders to compare with random init")
     parser.add_argument("--train", type=int, default=1024)
     parser.add_argument("--val", type=int, default=256)
     parser.add_argument("--steps", type=int, default=1500)
@@ -90,10 +118,10 @@ def main() -> None:
     val = render_scenes("studio", "val", range(args.val), size=64, seed=0)
     print(f"rendered {args.train} + {args.val} studio scenes in {time.perf_counter() - start:.0f} s")
     torch.manual_seed(0)
-    encoders = {
-        "random init": create_backbone("vit_tiny_patch8_64").eval(),
-        f"pretrained ({args.weights})": create_backbone("vit_tiny_patch8_64", pretrained=args.weights).eval(),
-    }
+    encoders = {"random init": create_backbone("vit_tiny_patch8_64").eval()}
+    for weights in args.weights:
+        label = weights if len(weights) <= 26 else "..." + weights[-23:]
+        encoders[f"pretrained ({label})"] = create_backbone("vit_tiny_patch8_64", pretrained=weights).eval()
     rows = [("raw 8x8 pixels", "-", pixel_features(train["image"]), pixel_features(val["image"]))]
     for name, enc in encoders.items():
         taps = enc.default_taps()
@@ -112,6 +140,17 @@ def main() -> None:
         miou = probe_miou(tx, train["semseg"], vx, val["semseg"], args.steps)
         seconds = time.perf_counter() - t
         print(f"| {name:<28} | {label:<14} | {tx.shape[1]:>8} | {miou:>8.3f} | {seconds:>6.0f} |")
+
+    targets = [patch_targets(train), patch_targets(val)]
+    names = list(targets[0])
+    print("\nper-token ridge probes (validation R^2 of the token's own 8x8 patch)")
+    print(f"| {'encoder':<28} | {'block':>5} | " + " | ".join(f"{n:>9}" for n in names) + " |")
+    print(f"|{'-' * 30}|{'-' * 7}|" + "|".join("-" * 11 for _ in names) + "|")
+    for name, enc in encoders.items():
+        for tap in enc.default_taps():
+            feats = [tokens(tap_features(enc, split["image"], [tap])) for split in (train, val)]
+            r2 = [ridge_r2(feats[0], targets[0][n], feats[1], targets[1][n]) for n in names]
+            print(f"| {name:<28} | {tap + 1:>5} | " + " | ".join(f"{v:>9.3f}" for v in r2) + " |")
 
 
 if __name__ == "__main__":

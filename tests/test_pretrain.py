@@ -81,6 +81,25 @@ def test_loss_counts_masked_patches_only_and_the_model_sees_only_visible_ones() 
     assert not mae.encoder.pos_embed.requires_grad and mae.encoder.pos_embed[0, 0].abs().sum() == 0
 
 
+def test_visible_weight_adds_the_visible_patches_error() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    mae = MaskedAutoencoder(create_backbone("vit_tiny_patch8_64", **TINY), decoder_dim=16, decoder_heads=2)
+    both = MaskedAutoencoder(create_backbone("vit_tiny_patch8_64", **TINY), decoder_dim=16, decoder_heads=2,
+                             visible_weight=0.5)
+    both.load_state_dict(mae.state_dict())
+    loss, pred, mask = mae(x, generator=torch.Generator().manual_seed(3))
+    loss_b, pred_b, mask_b = both(x, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(mask, mask_b) and torch.allclose(pred, pred_b)
+    err = (pred - normalized_targets(patchify(x, 8))).pow(2).mean(-1)
+    assert torch.allclose(loss, err[mask].mean())
+    assert torch.allclose(loss_b, err[mask].mean() + 0.5 * err[~mask].mean())
+    # the visible term reaches the encoder through the visible tokens' own predictions
+    assert loss_b > loss
+    with pytest.raises(ConfigError, match="visible_weight"):
+        MaskedAutoencoder(create_backbone("vit_tiny_patch8_64", **TINY), visible_weight=-1.0)
+
+
 def test_augment_keeps_shape_range_and_the_identity_is_reachable() -> None:
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(16, 3, 32, 32)
@@ -140,6 +159,27 @@ def test_pretrain_needs_a_budget_and_a_safetensors_name(tmp_path: Path) -> None:
         pretrain(tmp_path / "w.safetensors", progress=False)
     with pytest.raises(ConfigError, match="safetensors"):
         pretrain(tmp_path / "w.pth", steps=1, progress=False)
+
+
+def test_second_stage_starts_from_the_first_and_records_it(tmp_path: Path) -> None:
+    common = dict(batch_size=8, pool_size=16, refresh=2, progress=False, backbone_kwargs=TINY,
+                  decoder_dim=16, decoder_depth=1)
+    first = pretrain(tmp_path / "stage1.safetensors", steps=5, lr=3e-3, seed=7, **common)
+    # with a zero learning rate the second stage must hand back exactly the encoder it started from
+    frozen = pretrain(tmp_path / "same.safetensors", steps=2, lr=0.0, seed=8, init_from=first, **common)
+    a, b = load_file(str(first)), load_file(str(frozen))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    second = pretrain(tmp_path / "stage2.safetensors", steps=3, lr=3e-3, seed=8, init_from=first,
+                      visible_weight=1.0, **common)
+    c = load_file(str(second))
+    assert not torch.equal(a["blocks.0.attn.qkv.weight"], c["blocks.0.attn.qkv.weight"])
+    prov = json.loads(second.with_suffix(".json").read_text())
+    assert prov["visible_weight"] == 1.0 and "visible patches" in prov["objective"]
+    assert prov["init_from"]["file"] == "stage1.safetensors"
+    assert prov["init_from"]["provenance"]["steps"] == 5 and prov["init_from"]["provenance"]["seed"] == 7
+    assert len(prov["init_from"]["sha256"]) == 64
+    with pytest.raises(ConfigError, match="init_from.*missing.safetensors"):
+        pretrain(tmp_path / "x.safetensors", steps=1, init_from=tmp_path / "missing.safetensors", **common)
 
 
 # -- the bundled weights ------------------------------------------------------------------------------

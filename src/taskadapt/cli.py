@@ -293,6 +293,10 @@ def pretrain_cmd(
     seed: Annotated[int, typer.Option(help="Scene seed: keep it apart from the evaluation scenes' seed 0.")] = 1000,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1.5e-3,
+    visible_weight: Annotated[float, typer.Option(
+        help="Weight of the loss on visible patches (0 = MAE's masked-only loss).")] = 0.0,
+    init_from: Annotated[Path | None, typer.Option(
+        help="Continue from an encoder written by an earlier run (a second stage).")] = None,
     figure: Annotated[Path | None, typer.Option(help="Also write a PNG of masked inputs and reconstructions.")] = None,
 ) -> None:
     """Pretrain the default backbone (MAE on procedural scenes of the `pretrain` domain, no task labels)."""
@@ -300,9 +304,10 @@ def pretrain_cmd(
     from taskadapt.pretrain import pretrain
 
     if minutes is None and steps is None:
-        raise ConfigError("give a budget: --minutes M or --steps N (the shipped weights used --minutes 20)")
+        raise ConfigError("give a budget: --minutes M or --steps N (the shipped weights: see docs/pretraining.md)")
     command = " ".join(["taskadapt", "pretrain", *sys.argv[2:]]) if len(sys.argv) > 1 else "taskadapt pretrain"
     path = pretrain(out, minutes=minutes, steps=steps, seed=seed, batch_size=batch_size, lr=lr,
+                    visible_weight=visible_weight, init_from=init_from,
                     figure=str(figure) if figure else None, command=command)
     console.print(f"[green]wrote[/green] {path}")
 

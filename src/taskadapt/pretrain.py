@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import math
 import os
 import platform
@@ -120,12 +121,16 @@ class MaskedAutoencoder(nn.Module):
         decoder_depth: int = 2,
         decoder_heads: int = 4,
         mask_ratio: float = 0.75,
+        visible_weight: float = 0.0,
     ):
         super().__init__()
         if not 0.0 <= mask_ratio < 1.0:
             raise ConfigError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+        if not (math.isfinite(visible_weight) and visible_weight >= 0.0):
+            raise ConfigError(f"visible_weight must be a finite number >= 0, got {visible_weight}")
         self.encoder = encoder
         self.mask_ratio = mask_ratio
+        self.visible_weight = visible_weight
         self.patch = encoder.patch_size
         self.grid = encoder.grid_size
         num_patches = self.grid[0] * self.grid[1]
@@ -163,13 +168,22 @@ class MaskedAutoencoder(nn.Module):
     def forward(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised images (B, 3, H, W) -> (loss, predictions (B, N, D), mask (B, N) bool)."""
+        """Normalised images (B, 3, H, W) -> (loss, predictions (B, N, D), mask (B, N) bool).
+
+        loss = mean error over masked patches + ``visible_weight`` x mean error over visible ones.
+        MAE uses the masked term only; the visible term (ours, for a *frozen* encoder) makes every
+        token keep its own patch's detail through all blocks, which dense heads read but cannot
+        recover once the encoder has discarded it.
+        """
         keep, mask = random_masking(x.shape[0], self.num_patches, self.mask_ratio, generator)
         keep, mask = keep.to(x.device), mask.to(x.device)
         pred = self.decode(self.encode_visible(x, keep), keep)
         target = normalized_targets(patchify(x, self.patch))
         per_patch = (pred - target).pow(2).mean(dim=-1)
         loss = (per_patch * mask).sum() / mask.sum().clamp_min(1)
+        if self.visible_weight > 0:
+            visible = ~mask
+            loss = loss + self.visible_weight * (per_patch * visible).sum() / visible.sum().clamp_min(1)
         return loss, pred, mask
 
 
@@ -274,8 +288,10 @@ def pretrain(
     backbone_kwargs: dict | None = None,
     decoder_dim: int = 128,
     decoder_depth: int = 2,
+    visible_weight: float = 0.0,
+    init_from: str | os.PathLike | None = None,
 ) -> Path:
-    """Pretrain ``vit_tiny_patch8_64`` from scratch with MAE and save its encoder to ``out``.
+    """Pretrain ``vit_tiny_patch8_64`` with MAE and save its encoder to ``out``.
 
     Stops after ``minutes`` of wall-clock time or ``steps`` optimiser steps, whichever comes first
     (at least one is required); the learning-rate schedule follows the same budget. Scene geometry
@@ -283,7 +299,10 @@ def pretrain(
     pool entries every step (default ``batch_size // 2``: each scene is seen about twice, each
     time with another crop and mask; rendering is then ~10 % of a step). ``figure``: also write a
     PNG of masked inputs and reconstructions of held-out scenes. ``backbone_kwargs`` override the
-    architecture (tests use a tiny model). Writes ``out`` (float16 safetensors) and ``out`` with
+    architecture (tests use a tiny model). ``visible_weight``: weight of the loss on the visible
+    patches (0 = MAE's masked-only loss). ``init_from``: continue from an encoder written by an earlier
+    run (a second stage; the MAE decoder starts afresh, the earlier provenance is embedded in the new
+    one). Writes ``out`` (float16 safetensors) and ``out`` with
     suffix ``.json`` (provenance) atomically and returns ``out``.
     """
     out = Path(out)
@@ -297,10 +316,13 @@ def pretrain(
         raise ConfigError(f"batch_size and pool_size must be >= 1, got {batch_size} and {pool_size}")
     refresh = max(1, batch_size // 2) if refresh is None else refresh
     budget_s = None if minutes is None else 60.0 * minutes
+    stage_before = _previous_stage(init_from) if init_from is not None else None
 
     torch.manual_seed(seed)
-    encoder = create_backbone(BACKBONE, **(backbone_kwargs or {}))
-    model = MaskedAutoencoder(encoder, decoder_dim, decoder_depth, mask_ratio=mask_ratio).to(device)
+    encoder = create_backbone(BACKBONE, pretrained=None if init_from is None else str(init_from),
+                              **(backbone_kwargs or {}))
+    model = MaskedAutoencoder(encoder, decoder_dim, decoder_depth, mask_ratio=mask_ratio,
+                              visible_weight=visible_weight).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     # no weight decay on norms, biases, tokens (MAE / timm convention)
     decay = [p for p in params if p.ndim >= 2 and p is not model.mask_token and p is not encoder.cls_token]
@@ -357,7 +379,10 @@ def pretrain(
         "objective": (
             f"MAE: {mask_ratio:.0%} of patches masked, encoder on visible patches only, decoder "
             f"{decoder_depth} x {decoder_dim}, MSE on per-patch-normalised pixels of masked patches"
+            + (f" + {visible_weight:g} x the same on visible patches" if visible_weight > 0 else "")
         ),
+        "visible_weight": visible_weight,
+        "init_from": stage_before,
         "data": {
             "domain": DOMAIN,
             "split": SPLIT,
@@ -394,6 +419,22 @@ def pretrain(
     }
     write_json(provenance_path(out), provenance)
     return out
+
+
+def _previous_stage(path: str | os.PathLike) -> dict:
+    """What a second stage records of the encoder it starts from: file, sha256 and, when the file
+    has one beside it, that run's provenance (so the chain of commands stays reproducible)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"init_from: no such file {path}; give an encoder written by `taskadapt pretrain`")
+    record: dict = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    prov = provenance_path(path)
+    if prov.is_file():
+        try:
+            record["provenance"] = json.loads(prov.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"init_from: unreadable provenance {prov} ({exc}); remove or restore it") from exc
+    return record
 
 
 class _ProgressBar:
@@ -506,6 +547,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=1000, help="scene and initialisation seed (not 0)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--visible-weight", type=float, default=0.0,
+                        help="weight of the loss on visible patches (0 = MAE's masked-only loss)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue from an encoder written by an earlier run (second stage)")
     parser.add_argument("--figure", type=Path, default=None, help="also write a reconstructions PNG")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -517,6 +562,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         seed=args.seed,
         batch_size=args.batch_size,
         lr=args.lr,
+        visible_weight=args.visible_weight,
+        init_from=args.init_from,
         figure=args.figure,
         progress=not args.no_progress,
         command=" ".join(["python -m taskadapt.pretrain", *map(shlex.quote, given)]),

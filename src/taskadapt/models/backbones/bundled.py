@@ -26,10 +26,12 @@ BUNDLED = "bundled"
 WEIGHTS_PACKAGE = "taskadapt.weights"
 #: backbone name -> weights file in ``taskadapt/weights`` (its provenance: same stem, ``.json``)
 BUNDLED_WEIGHTS: dict[str, str] = {"vit_tiny_patch8_64": "vit_tiny_patch8_64_scenes.safetensors"}
-#: how the shipped weights were made (the ``taskadapt pretrain`` command runs the same recipe)
+#: how the shipped weights were made, in two stages (the ``taskadapt pretrain`` command runs the same
+#: recipe): MAE, then MAE with the visible patches' loss added (docs/pretraining.md)
 RECREATE_COMMAND = (
+    "python -m taskadapt.pretrain --out stage1.safetensors --steps 3091 --seed 1000 && "
     "python -m taskadapt.pretrain --out src/taskadapt/weights/vit_tiny_patch8_64_scenes.safetensors "
-    "--minutes 20 --seed 1000"
+    "--init-from stage1.safetensors --steps 3000 --seed 1001 --lr 1e-3 --visible-weight 1"
 )
 
 
