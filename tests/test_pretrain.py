@@ -188,6 +188,13 @@ def test_bundled_weights_load_and_differ_from_random_init() -> None:
     assert path.stat().st_size <= 25e6
     prov = json.loads(bundled.provenance_path(path).read_text())
     assert prov["backbone"] == "vit_tiny_patch8_64" and prov["data"]["seed"] != 0
+    # two stages, as docs/pretraining.md and the recreate command say: MAE, then MAE + visible loss
+    stage1 = prov["init_from"]["provenance"]
+    assert prov["visible_weight"] == 1.0 and stage1.get("visible_weight", 0.0) == 0.0
+    assert stage1["data"]["seed"] != 0 and stage1["data"]["seed"] != prov["data"]["seed"]
+    for flag in (f"--steps {prov['steps']}", f"--seed {prov['data']['seed']}", "--visible-weight 1",
+                 f"--steps {stage1['steps']}", f"--seed {stage1['seed']}"):
+        assert flag in bundled.RECREATE_COMMAND
     torch.manual_seed(0)
     pretrained = create_backbone("vit_tiny_patch8_64", pretrained="bundled").eval()
     torch.manual_seed(0)
