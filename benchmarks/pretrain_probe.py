@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +121,7 @@ def main() -> None:
     torch.manual_seed(0)
     encoders = {"random init": create_backbone("vit_tiny_patch8_64").eval()}
     for weights in args.weights:
-        label = weights if len(weights) <= 26 else "..." + weights[-23:]
+        label = weights if weights == "bundled" else Path(weights).stem  # a file: its name, short
         encoders[f"pretrained ({label})"] = create_backbone("vit_tiny_patch8_64", pretrained=weights).eval()
     rows = [("raw 8x8 pixels", "-", pixel_features(train["image"]), pixel_features(val["image"]))]
     for name, enc in encoders.items():
