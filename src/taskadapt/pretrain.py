@@ -172,19 +172,23 @@ class MaskedAutoencoder(nn.Module):
 
         loss = mean error over masked patches + ``visible_weight`` x mean error over visible ones.
         MAE uses the masked term only; the visible term (ours, for a *frozen* encoder) makes every
-        token keep its own patch's detail through all blocks, which dense heads read but cannot
-        recover once the encoder has discarded it.
+        token keep its own patch's structure through all blocks, which dense heads read but cannot
+        recover once the frozen encoder has discarded it.
         """
         keep, mask = random_masking(x.shape[0], self.num_patches, self.mask_ratio, generator)
         keep, mask = keep.to(x.device), mask.to(x.device)
         pred = self.decode(self.encode_visible(x, keep), keep)
         target = normalized_targets(patchify(x, self.patch))
         per_patch = (pred - target).pow(2).mean(dim=-1)
-        loss = (per_patch * mask).sum() / mask.sum().clamp_min(1)
+        loss = _mean_where(per_patch, mask)
         if self.visible_weight > 0:
-            visible = ~mask
-            loss = loss + self.visible_weight * (per_patch * visible).sum() / visible.sum().clamp_min(1)
+            loss = loss + self.visible_weight * _mean_where(per_patch, ~mask)
         return loss, pred, mask
+
+
+def _mean_where(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (B, N) over the True entries of ``where`` (B, N) bool (0 if none)."""
+    return (values * where).sum() / where.sum().clamp_min(1)
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -393,7 +397,7 @@ def pretrain(
             "refresh_per_step": refresh,
             "augmentation": "random resized crop (area 0.4-1, ratio 3/4-4/3), horizontal flip",
         },
-        "command": command or _call_string(out, minutes, steps, seed),
+        "command": command or _call_string(out, minutes, steps, seed, visible_weight, init_from),
         "seed": seed,
         "steps": step,
         "images_seen": step * batch_size,
@@ -476,10 +480,14 @@ class _ProgressBar:
             self._progress.__exit__(*exc)
 
 
-def _call_string(out: Path, minutes: float | None, steps: int | None, seed: int) -> str:
+def _call_string(out: Path, minutes: float | None, steps: int | None, seed: int,
+                 visible_weight: float = 0.0, init_from: str | os.PathLike | None = None) -> str:
+    """The command line equivalent to a Python call (recorded when no command is given)."""
     args = [f"--out {shlex.quote(str(out))}", f"--seed {seed}"]
     args += [f"--minutes {minutes:g}"] if minutes is not None else []
     args += [f"--steps {steps}"] if steps is not None else []
+    args += [f"--init-from {shlex.quote(str(init_from))}"] if init_from is not None else []
+    args += [f"--visible-weight {visible_weight:g}"] if visible_weight > 0 else []
     return "python -m taskadapt.pretrain " + " ".join(args)
 
 
