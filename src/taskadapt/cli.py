@@ -190,6 +190,52 @@ def eval_cmd(
         console.print(f"wrote {Path(out or 'runs/domains') / 'domains.md'}")
 
 
+@app.command("eval-real")
+def eval_real_cmd(
+    checkpoint: Annotated[
+        str, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`, or `none` to score only the "
+                                 "baselines.")
+    ],
+    folders: Annotated[
+        list[Path], typer.Argument(help="Folders of real photos with edge or depth ground truth (layouts: bsds, "
+                                        "depth_png, middlebury; see docs/real_images.md).")
+    ],
+    out: Annotated[
+        str | None, typer.Option(help="Folder for metrics.json, report.md and sheets/ (default: <checkpoint "
+                                      "dir>/../eval-real; runs/eval-real with `none`).")
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option("--format", help="Layout of every folder: bsds, depth_png or middlebury "
+                                                  "(default: detected per folder).")
+    ] = None,
+    calib: Annotated[
+        str | None, typer.Option(help="Stereo camera of middlebury folders without a calib.txt: "
+                                      "f=<px>,baseline=<metres>,doffs=<px>.")
+    ] = None,
+    edge_tolerance: Annotated[
+        float, typer.Option(help="Edge matching radius as a fraction of the image diagonal (BSDS: 0.0075).")
+    ] = 0.0075,
+    thin_gt: Annotated[
+        bool, typer.Option(help="Thin edge ground truth to 1-px lines (no-op on BSDS; NYUD maps are wider).")
+    ] = True,
+    sheets: Annotated[bool, typer.Option(help="Write a picture sheet per image.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier result in --out.")] = False,
+) -> None:
+    """Score a model and trivial baselines on real photos (edges: ODS/OIS/AP; depth: scale-aligned errors)."""
+    from taskadapt.data.real import parse_calib
+    from taskadapt.settings.real_images import evaluate_real, real_tables
+
+    ckpt = None if checkpoint.lower() == "none" and not Path(checkpoint).exists() else checkpoint
+    calibration = parse_calib(calib) if calib is not None else None
+    doc = evaluate_real(ckpt, [str(f) for f in folders], out=out, format=format, calibration=calibration,
+                        overwrite=overwrite, edge_tolerance=edge_tolerance, thin_gt=thin_gt, sheets=sheets)
+    for table in real_tables(doc):
+        console.print(table)
+    for s in doc["skipped"]:
+        console.print(f"[yellow]skipped[/yellow] {s['root']}: {s['reason']}")
+    console.print(f"wrote {doc['files']['metrics']} and {doc['files']['report']}")
+
+
 @app.command("predict")
 def predict_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],

@@ -61,9 +61,10 @@ def semseg_to_rgb(labels: ArrayLike, num_classes: int) -> np.ndarray:
 
 
 def depth_to_rgb(
-    depth: ArrayLike, vmin: float | None = None, vmax: float | None = None, cmap: str = "turbo"
+    depth: ArrayLike, vmin: float | None = None, vmax: float | None = None, cmap: str = "turbo",
+    invalid: tuple[int, int, int] = (0, 0, 0),
 ) -> np.ndarray:
-    """(1, H, W) or (H, W) metres -> (H, W, 3) uint8; near is blue, far is red; NaN is black.
+    """(1, H, W) or (H, W) metres -> (H, W, 3) uint8; near is blue, far is red; NaN is ``invalid`` (black).
 
     ``vmin``/``vmax`` default to the 2nd/98th percentile of the valid depths, so one outlier does
     not wash out the picture; pass fixed values to compare pictures.
@@ -78,7 +79,7 @@ def depth_to_rgb(
         vmax = hi if vmax is None else vmax
     t = np.clip((np.nan_to_num(d, nan=vmin) - vmin) / max(vmax - vmin, 1e-6), 0, 1)
     rgb = (matplotlib.colormaps[cmap](t)[..., :3] * 255).round().astype(np.uint8)
-    rgb[~valid] = 0
+    rgb[~valid] = invalid
     return rgb
 
 
@@ -168,6 +169,34 @@ def contact_sheet(
                 ax.set_ylabel(row_labels[r], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def panel_sheet(panels: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, title: str | None = None,
+                panel_width: float = 3.2) -> Path:
+    """Write a one-row PNG of titled pictures: ``panels`` are (title, (H, W, 3) uint8) pairs of one size.
+
+    Titles may span several lines ("\\n"). Written atomically; returns the path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise ValueError("panel_sheet needs at least one panel")
+    h, w = panels[0][1].shape[:2]
+    lines = max(str(t).count("\n") + 1 for t, _ in panels)
+    height = panel_width * h / max(w, 1) + 0.2 * lines + (0.4 if title else 0.15)
+    fig, axes = plt.subplots(1, len(panels), figsize=(panel_width * len(panels), height), squeeze=False)
+    for ax, (name, rgb) in zip(axes[0], panels, strict=True):
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
 

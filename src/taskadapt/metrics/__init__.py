@@ -15,15 +15,18 @@ from torchmetrics import Metric
 
 from taskadapt.metrics.delta_m import DeltaM, delta_m, load_baseline, save_baseline, validate_baseline
 from taskadapt.metrics.depth import DepthMetric
-from taskadapt.metrics.edges import EdgeMetric
+from taskadapt.metrics.depth_aligned import AlignedDepthMetric
+from taskadapt.metrics.edges import EdgeMetric, MultiAnnotatorEdgeMetric
 from taskadapt.metrics.normals import NormalsMetric
 from taskadapt.metrics.saliency import SaliencyMetric
 from taskadapt.metrics.segmentation import SegmentationMetric
 
 __all__ = [
+    "AlignedDepthMetric",
     "DeltaM",
     "DepthMetric",
     "EdgeMetric",
+    "MultiAnnotatorEdgeMetric",
     "MultiTaskMetrics",
     "NormalsMetric",
     "SaliencyMetric",

@@ -13,6 +13,15 @@ for n = 99, the HED/SEISM parameters):
 4. ``cntP`` = matched predicted pixels of ``sumP`` predicted pixels, ``cntR`` = matched GT pixels of
    ``sumR`` GT pixels.
 
+Several annotators (BSDS ``evaluation_bdry_image``; :class:`MultiAnnotatorEdgeMetric`): the thinned
+prediction is matched one-to-one against each annotator's map k separately; a predicted pixel is
+correct when it is matched for ANY annotator (``cntP = |union_k matched_k|``) and recall runs over
+every annotator's pixels (``cntR = sum_k |matched GT_k|``, ``sumR = sum_k |GT_k|``). One annotator
+(K = 1) is the single-GT case above: :func:`image_counts` has one code path for both. The matched
+SET can differ between maximum matchings of equal size; BSDS takes the one of its min-cost
+assignment, we take the one Dinic's max flow ends with, so with K > 1 ``cntP`` (the union) may
+differ slightly from BSDS's -- the per-annotator ``cntR`` does not.
+
 Matching (``exact=True``). BSDS ``correspondPixels`` solves a min-cost perfect assignment (Goldberg's
 CSA) in which a real pair costs its distance (<= maxDist) and leaving a pixel unmatched costs
 ``outlierCost = 100 * maxDist``. Enlarging the matching along an augmenting path with k + 1 new pairs
@@ -83,16 +92,20 @@ def _disk_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
     return dy[keep].astype(np.int64), dx[keep].astype(np.int64)
 
 
-def max_matching_size(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> int:
-    """Size of a maximum-cardinality matching of the bipartite graph with edges (rows[i], cols[i]).
+def max_matching(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> tuple[int, np.ndarray]:
+    """A maximum-cardinality matching of the bipartite graph with edges (rows[i], cols[i]).
 
-    ``rows`` must be sorted ascending (as ``np.nonzero`` returns them). Solved as a unit-capacity
-    maximum flow with Dinic's algorithm (equivalent to Hopcroft-Karp, O(E sqrt(V))): scipy's
-    ``maximum_bipartite_matching`` gives the same count but took > 100 ms on some boundary graphs
-    of a few thousand edges where Dinic takes ~1 ms.
+    ``rows`` must be sorted ascending (as ``np.nonzero`` returns them). Returns ``(size, matched)``:
+    the matching's size and an ``(n_rows,)`` bool mask of the rows it uses (the multi-annotator
+    protocol needs the matched predicted pixel SET, not only its size). Solved as a unit-capacity
+    maximum flow with Dinic's algorithm (equivalent to Hopcroft-Karp, O(E sqrt(V))); a row is
+    matched when one unit flows from the source into it. scipy's ``maximum_bipartite_matching``
+    gives the same count but took > 100 ms on some boundary graphs of a few thousand edges where
+    Dinic takes ~1 ms.
     """
+    matched = np.zeros(n_rows, dtype=bool)
     if rows.size == 0:
-        return 0
+        return 0, matched
     # nodes: 0 = source, 1..n_rows = predicted pixels, then n_cols GT pixels, last = sink
     n = n_rows + n_cols + 2
     m = rows.size
@@ -109,7 +122,18 @@ def max_matching_size(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: i
         (np.ones(indices.size, dtype=np.int32), indices.astype(np.int32), indptr.astype(np.int32)),
         shape=(n, n),
     )
-    return int(maximum_flow(graph, 0, n - 1, method="dinic").flow_value)
+    result = maximum_flow(graph, 0, n - 1, method="dinic")
+    flow = result.flow.tocsr()
+    lo, hi = flow.indptr[0], flow.indptr[1]  # row 0: the source's edges into the predicted pixels
+    targets, values = flow.indices[lo:hi], flow.data[lo:hi]
+    used = targets[(values > 0) & (targets >= 1) & (targets <= n_rows)]
+    matched[used - 1] = True
+    return int(result.flow_value), matched
+
+
+def max_matching_size(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> int:
+    """Size of a maximum-cardinality matching (:func:`max_matching` without the matched set)."""
+    return max_matching(rows, cols, n_rows, n_cols)[0]
 
 
 def image_counts(
@@ -121,31 +145,38 @@ def image_counts(
     exact: bool = True,
     thin_pred: bool = True,
 ) -> np.ndarray:
-    """BSDS counts of one image at every threshold.
+    """BSDS counts of one image at every threshold, against one or several annotators.
 
-    pred: (H, W) float in [0, 1] (ignored pixels set to -inf); gt: (H, W) bool.
+    pred: (H, W) float in [0, 1] (ignored pixels set to -inf); gt: (H, W) bool (one annotator) or
+    (K, H, W) bool (K annotators, matched all at once as in the module docstring).
     Returns a (4, T) int64 array of rows cntP, sumP, cntR, sumR.
     """
-    h, w = gt.shape
+    gts = np.asarray(gt, dtype=bool)
+    if gts.ndim == 2:
+        gts = gts[None]
+    if gts.ndim != 3 or gts.shape[1:] != pred.shape:
+        raise ValueError(f"edge GT must be (H, W) or (K, H, W) with (H, W) = {pred.shape}, got {gts.shape}")
+    num_gt, h, w = gts.shape
     t = len(thresholds)
     out = np.zeros((4, t), dtype=np.int64)
-    gy, gx = np.nonzero(gt)
-    n_gt = gy.size
-    out[3] = n_gt
+    out[3] = int(gts.sum())
 
     # padded flat-index lattice so that neighbour look-ups need no bounds checks
     pad = int(math.floor(max_dist)) + 1
     wp = w + 2 * pad
     dy, dx = _disk_offsets(max_dist)
     flat_offsets = dy * wp + dx
-    gt_flat = (gy + pad) * wp + (gx + pad)
-
-    if exact:
-        gt_id = np.full((h + 2 * pad) * wp, -1, dtype=np.int64)
-        gt_id[gt_flat] = np.arange(n_gt)
-    else:
-        # distance from every pixel to the nearest GT pixel, once per image
-        dist_gt = ndimage.distance_transform_edt(~gt) if n_gt else np.full((h, w), np.inf)
+    gt_flat, gt_ids, dist_gts = [], [], []
+    for k in range(num_gt):
+        gy, gx = np.nonzero(gts[k])
+        gt_flat.append((gy + pad) * wp + (gx + pad))
+        if exact:
+            ids = np.full((h + 2 * pad) * wp, -1, dtype=np.int64)
+            ids[gt_flat[k]] = np.arange(gy.size)
+            gt_ids.append(ids)
+        else:
+            # distance from every pixel to the nearest GT pixel, once per image and annotator
+            dist_gts.append(ndimage.distance_transform_edt(~gts[k]) if gy.size else np.full((h, w), np.inf))
 
     # thresholds that select the same pixel set give the same counts: detect them by set size
     flat_pred = pred.ravel()
@@ -154,34 +185,42 @@ def image_counts(
     sizes = flat_pred.size - np.searchsorted(sorted_vals, effective, side="left")
 
     prev_size = -1
-    for k in range(t):
-        if sizes[k] == prev_size:
-            out[:3, k] = out[:3, k - 1]
+    for j in range(t):
+        if sizes[j] == prev_size:
+            out[:3, j] = out[:3, j - 1]
             continue
-        prev_size = sizes[k]
-        if sizes[k] == 0:
+        prev_size = sizes[j]
+        if sizes[j] == 0:
             continue  # no predicted pixel: cntP = sumP = cntR = 0 here and at all higher thresholds
-        bmap = pred >= effective[k]
+        bmap = pred >= effective[j]
         if thin_pred:
             bmap = thin(bmap)
         py, px = np.nonzero(bmap)
-        out[1, k] = py.size
-        if not (py.size and n_gt):
+        out[1, j] = py.size
+        if not py.size:
             continue
-        if exact:
-            pflat = (py + pad) * wp + (px + pad)
-            cand = gt_id[pflat[:, None] + flat_offsets[None, :]]
-            rows, slots = np.nonzero(cand >= 0)
-            if not rows.size:
-                continue
-            matched = max_matching_size(rows, cand[rows, slots], py.size, n_gt)
-            out[0, k] = matched
-            out[2, k] = matched
-        else:
-            out[0, k] = int((dist_gt[py, px] <= max_dist).sum())
+        pflat = (py + pad) * wp + (px + pad)
+        matched_pred = np.zeros(py.size, dtype=bool)  # OR over annotators
+        cnt_r = 0
+        if not exact:
             pred_pad = np.zeros((h + 2 * pad) * wp, dtype=bool)
-            pred_pad[(py + pad) * wp + (px + pad)] = True
-            out[2, k] = int(pred_pad[gt_flat[:, None] + flat_offsets[None, :]].any(axis=1).sum())
+            pred_pad[pflat] = True
+        for k in range(num_gt):
+            if not gt_flat[k].size:
+                continue
+            if exact:
+                cand = gt_ids[k][pflat[:, None] + flat_offsets[None, :]]
+                rows, slots = np.nonzero(cand >= 0)
+                if not rows.size:
+                    continue
+                size, used = max_matching(rows, cand[rows, slots], py.size, gt_flat[k].size)
+                matched_pred |= used
+                cnt_r += size
+            else:
+                matched_pred |= dist_gts[k][py, px] <= max_dist
+                cnt_r += int(pred_pad[gt_flat[k][:, None] + flat_offsets[None, :]].any(axis=1).sum())
+        out[0, j] = int(matched_pred.sum())
+        out[2, j] = cnt_r
     return out
 
 
@@ -282,12 +321,18 @@ class EdgeMetric(Metric):
         g_np = (t_np > 0.5) & ~ignore
         h, w = p_np.shape[1:]
         max_dist = max_dist_pixels(self.tolerance, h, w)
+        self._add_images(
+            [
+                image_counts(p_np[i], g_np[i], self.thresholds, max_dist, exact=self.exact, thin_pred=self.thin)
+                for i in range(p_np.shape[0])
+            ]
+        )
+
+    def _add_images(self, per_image: list[np.ndarray]) -> None:
+        """Add the (4, T) counts of each image to the split sums and the OIS sums."""
         total = np.zeros((4, len(self.thresholds)), dtype=np.int64)
         ois = np.zeros(4, dtype=np.int64)
-        for i in range(p_np.shape[0]):
-            counts = image_counts(
-                p_np[i], g_np[i], self.thresholds, max_dist, exact=self.exact, thin_pred=self.thin
-            )
+        for counts in per_image:
             total += counts
             ois += counts[:, int(np.argmax(_per_image_f(counts)))]
         dev = self.cnt_p.device
@@ -296,7 +341,7 @@ class EdgeMetric(Metric):
         self.cnt_r += torch.from_numpy(total[2]).to(dev)
         self.sum_r += torch.from_numpy(total[3]).to(dev)
         self.ois_counts += torch.from_numpy(ois).to(dev)
-        self.num_images += p_np.shape[0]
+        self.num_images += len(per_image)
 
     def compute(self) -> dict[str, torch.Tensor]:
         dev = self.cnt_p.device
@@ -317,3 +362,46 @@ class EdgeMetric(Metric):
             "AP": scalar(average_precision(prec, rec)),
             "ods_threshold": scalar(self.thresholds[best]),
         }
+
+
+def image_scores(counts: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
+    """One image's best F, the threshold giving it (first on ties) and its AP, from (4, T) counts."""
+    f = _per_image_f(counts)
+    best = int(np.argmax(f))
+    prec, rec, _ = _f_measure(*counts)
+    return {"F": float(f[best]), "threshold": float(thresholds[best]), "AP": average_precision(prec, rec)}
+
+
+class MultiAnnotatorEdgeMetric(EdgeMetric):
+    """:class:`EdgeMetric` against all annotators of an image at once (BSDS ``evaluation_bdry_image``).
+
+    ``update(preds, target)``: ONE image per call (images of a split may differ in size and in their
+    number of annotators): preds ``(H, W)`` or ``(1, H, W)`` boundary probabilities in [0, 1];
+    target ``(K, H, W)`` {0, 1} boundary maps of its K annotators (binarised at 0.5; NaN = ignore, a
+    pixel ignored by any annotator is dropped from every map and from the prediction). After each
+    update ``last_counts`` holds that image's (4, T) counts (for per-image reports; not a state).
+    ``compute()`` and the states are :class:`EdgeMetric`'s. ``tolerance`` defaults to BSDS's 0.0075.
+    """
+
+    def __init__(self, tolerance: float = 0.0075, num_thresholds: int = 99, exact: bool = True,
+                 thin: bool = True, **kwargs):
+        super().__init__(tolerance=tolerance, num_thresholds=num_thresholds, exact=exact, thin=thin, **kwargs)
+        self.last_counts: np.ndarray | None = None
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        p_np = torch.as_tensor(preds).detach().to("cpu", torch.float64).numpy()
+        t_np = torch.as_tensor(target).detach().to("cpu", torch.float64).numpy()
+        if p_np.ndim == 3 and p_np.shape[0] == 1:
+            p_np = p_np[0]
+        if p_np.ndim != 2 or t_np.ndim != 3 or t_np.shape[1:] != p_np.shape or t_np.shape[0] < 1:
+            raise ValueError(f"edge preds must be (H, W) and target (K, H, W) of one image with K >= 1 annotators, "
+                             f"got {tuple(p_np.shape)} and {tuple(t_np.shape)}")
+        ignore = np.isnan(t_np).any(axis=0)
+        if not np.isfinite(p_np[~ignore]).all():
+            raise ValueError("edge predictions contain NaN or inf at valid pixels")
+        p_np = np.where(ignore, -np.inf, p_np)
+        g_np = (t_np > 0.5) & ~ignore
+        max_dist = max_dist_pixels(self.tolerance, *p_np.shape)
+        counts = image_counts(p_np, g_np, self.thresholds, max_dist, exact=self.exact, thin_pred=self.thin)
+        self.last_counts = counts
+        self._add_images([counts])

@@ -3,6 +3,8 @@
 * :mod:`.zeroshot` -- zero-shot task transfer (``taskadapt zeroshot``);
 * :mod:`.adapt` -- unsupervised domain adaptation with output-space discriminators (``taskadapt adapt``);
 * :mod:`.domains` -- novel domains without fine-tuning (``taskadapt eval`` over several datasets).
+* :mod:`.real_images` -- a trained model on real photographs with edge or depth ground truth
+  (``taskadapt eval-real``; evaluation only, scored beside trivial baselines).
 
 Each protocol trains (or reuses) the runs it needs under one output folder, evaluates them on the
 target's test split with the exact metrics of ``taskadapt eval``, and writes a JSON and a Markdown table.
