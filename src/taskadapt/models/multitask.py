@@ -202,10 +202,14 @@ class MultiTaskModel(nn.Module):
 
     @staticmethod
     def _default_taa_block(backbone: Backbone, num_tokens: int) -> int:
+        """Swin: the window; else about one row of patches, the square root of the token count with one
+        class token counted (register tokens are left out, so a ViT with registers gets the same
+        block size as one without)."""
         window = getattr(backbone, "window_size", None)
         if backbone.family == "swin" and window:
             return int(window)
-        return max(1, int(round(num_tokens**0.5)))
+        extra = max(0, getattr(backbone, "num_prefix_tokens", 1) - 1)
+        return max(1, int(round((num_tokens - extra) ** 0.5)))
 
     # -- forward -------------------------------------------------------------------------------------------
     @property

@@ -54,7 +54,8 @@ def _component(model: nn.Module, name: str) -> str:
                         return "TSN" if model.plan.tsn else "adapter blocks (pretrained)"
                     return "adapter blocks (pretrained)"
                 return "backbone after split" if i >= model.split else "backbone prefix"
-        return "backbone prefix"  # the stem (patch embedding, position embedding, class token)
+        # the stem: patch embedding, position embedding, class token and register tokens
+        return "backbone prefix"
     return "other"
 
 

@@ -78,7 +78,8 @@ def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
             continue
         pretrained = ("backbone." in f".{name}") and ".film." not in name and "lora_" not in name
         lr = (t.backbone_lr or t.lr) if pretrained else t.lr
-        decay = 0.0 if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "task_embeddings")) else t.weight_decay
+        embedding = name.endswith(("pos_embed", "cls_token", "reg_token", "task_embeddings"))
+        decay = 0.0 if p.ndim <= 1 or embedding else t.weight_decay
         groups.setdefault((lr, decay), []).append(p)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
