@@ -347,7 +347,9 @@ def test_eval_real_end_to_end(folders, checkpoint, tmp_path, capsys):
     assert [f["format"] for f in doc["folders"]] == ["bsds", "depth_png", "middlebury"]
     assert doc["checkpoint"] == str(checkpoint) and doc["skipped"] == []
     edge, nyu, mb = doc["folders"]
-    assert edge["methods"] == ["model", "sobel", "canny"] and edge["annotators"] == {"min": 2, "max": 2, "total": 4}
+    size = doc["input_size"]  # resolution-matched baselines: the photo at the model's input size
+    assert edge["methods"] == ["model", "sobel", "canny", f"sobel@{size}px", f"canny@{size}px"]
+    assert edge["annotators"] == {"min": 2, "max": 2, "total": 4}
     assert set(edge["scores"]["canny"]) == {"odsF", "oisF", "AP", "ods_threshold"}
     assert 0 <= edge["scores"]["model"]["odsF"] <= 1 and set(edge["per_image"]) == {"101", "202"}
     assert nyu["methods"] == ["model", "constant", "rows"]
@@ -448,3 +450,21 @@ def test_shared_real_folders_load_with_the_documented_sizes_and_counts():
     (m,) = list(open_real_folder(SHARED / "middlebury_motorcycle", calibration=calib))
     assert m.image.shape == (500, 741, 3) and m.target.shape == (500, 741)
     assert 2.0 < np.nanmin(m.target) < np.nanmax(m.target) < 5.1
+
+
+def test_resolution_matched_baseline_sees_only_the_model_input_pixels():
+    from taskadapt.settings.real_images import at_input_size
+
+    seen = []
+
+    def spy(image):
+        seen.append(image.shape)
+        return sobel_edges(image)
+
+    img = _step()
+    wide = np.concatenate([img, img], axis=1)  # (H, 2H): squashed to a square, as the model's input
+    out = at_input_size(spy, 8)(wide)
+    assert seen == [(8, 8, 3)] and out.shape == wide.shape[:2] and out.dtype == np.float32
+    # a step seen at 8 px comes back as a band about 2 * (full / 8) px wide, not a 1-2 px line
+    full = sobel_edges(wide)
+    assert (out > 0.5).sum() > 3 * (full > 0.5).sum()

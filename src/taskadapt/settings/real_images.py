@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from taskadapt import __version__
@@ -223,10 +225,31 @@ def evaluate_real(checkpoint: str | os.PathLike | None, folders: list[str | os.P
     return {**doc, "files": {"metrics": str(metrics_path), "report": str(report_path)}}
 
 
+def at_input_size(baseline: Callable[[np.ndarray], np.ndarray], size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``baseline`` run on the photo resized to ``size`` x ``size`` as the model sees it (bilinear,
+    antialiased, squashed), its (size, size) map resized back bilinearly to the photo's (H, W).
+
+    A resolution-matched baseline: it has exactly the model's input pixels, so the gap between it and
+    the full-resolution baseline is what the model's input size alone costs."""
+
+    def run(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]  # a copy: writable
+        small = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        small_image = small[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+        low = torch.from_numpy(np.asarray(baseline(small_image), dtype=np.float32))[None, None]
+        return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+    return run
+
+
 def _evaluate_folder(name: str, folder: RealFolder, predictor, out: Path, edge_tolerance: float, thin_gt: bool,
                      sheets: bool, advance) -> dict[str, Any]:
     task = folder.task
-    baselines = BASELINES[task]
+    baselines = dict(BASELINES[task])
+    if predictor is not None and task == "edge":  # depth baselines do not depend on the resolution
+        s = predictor.input_size
+        baselines.update({f"{n}@{s}px": at_input_size(fn, s) for n, fn in BASELINES[task].items()})
     methods = ([MODEL] if predictor is not None else []) + list(baselines)
     scorers = {m: _scorers(task, edge_tolerance) for m in methods}
     per_image: dict[str, dict[str, dict[str, float]]] = {}
