@@ -8,16 +8,16 @@ repository (README there); tests that need it are skipped when it is absent.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import plain_backbone, put_in_hub_cache
 from safetensors import safe_open
 from safetensors.torch import save_file
+from test_backbone_vit import FIXTURES, TOL, build_loaded, load_fixture
 
 from taskadapt.config import load_config
 from taskadapt.errors import CheckpointError, ConfigError
@@ -30,9 +30,7 @@ from taskadapt.models.lora import LoRALinear
 from taskadapt.models.methods import list_methods
 from taskadapt.models.params import parameter_table
 
-FIXTURES = Path(__file__).parent / "fixtures" / "timm"
 CASES = ["dinov2_small", "dinov2_reg4", "dinov2_regcls"]
-TOL = 1e-4
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "assets" / "dinov2"
 REAL_FILE = REAL_DIR / "vit_small_patch14_dinov2.safetensors"
 needs_real_file = pytest.mark.skipif(
@@ -56,22 +54,6 @@ def _kwargs(kwargs: dict) -> dict:
     if isinstance(kwargs["img_size"], list):
         kwargs["img_size"] = tuple(kwargs["img_size"])
     return kwargs
-
-
-def load_fixture(tag: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """-> (metadata with decoded kwargs, timm state dict in float32, the other tensors)."""
-    meta, tensors = _read(tag)
-    meta["kwargs"] = _kwargs(json.loads(meta["kwargs"]))
-    params = {k[len("param.") :]: v for k, v in tensors.items() if k.startswith("param.")}
-    rest = {k: v for k, v in tensors.items() if not k.startswith("param.")}
-    return meta, params, rest
-
-
-def build_loaded(tag: str) -> tuple[VisionTransformer, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    meta, params, rest = load_fixture(tag)
-    model = create_backbone(meta["model"], **meta["kwargs"]).eval()
-    model.load_state_dict(model.checkpoint_filter(params), strict=True)
-    return model, params, rest
 
 
 # -- the registered architectures are timm's ----------------------------------------------------------------
@@ -119,48 +101,19 @@ def test_plain_vits_keep_their_layout_and_normalisation() -> None:
     assert (vit.mean, vit.std) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
-# -- reduced models against timm -------------------------------------------------------------------------
+# -- reduced models against timm ---------------------------------------------------------------------------
+# keys, forward_features, the step view and the taps are checked for these fixtures with the other ViTs'
+# (test_backbone_vit.py: CASES); here what only DINOv2 has
 @pytest.mark.parametrize("tag", CASES)
-def test_state_dict_keys_and_shapes_match_timm(tag: str) -> None:
-    meta, params, _ = load_fixture(tag)
-    model = create_backbone(meta["model"], **meta["kwargs"])
-    ours = model.state_dict()
-    timm_backbone = {k for k in params if not k.startswith("head.")}
-    assert "head.weight" in params  # the fixture keeps the classifier so the filter is exercised
+def test_layerscale_and_prefix_tokens_as_timm(tag: str) -> None:
+    model, params, rest = build_loaded(tag)
+    meta, _, _ = load_fixture(tag)
     assert "blocks.0.ls1.gamma" in params and "blocks.0.ls2.gamma" in params
-    assert set(ours) == timm_backbone
-    assert all(ours[k].shape == params[k].shape for k in ours)
-    assert set(model.checkpoint_filter(params)) == timm_backbone
     assert model.num_prefix_tokens == int(meta["num_prefix_tokens"])
-
-
-@pytest.mark.parametrize("tag", CASES)
-def test_forward_features_equals_timm(tag: str) -> None:
-    model, _, rest = build_loaded(tag)
-    with torch.no_grad():
-        out = model.forward_features(rest["input"])
-    assert out.shape == rest["forward_features"].shape
-    assert (out - rest["forward_features"]).abs().max().item() <= TOL
-
-
-@pytest.mark.parametrize("tag", CASES)
-def test_step_view_and_feature_maps_match_timm_intermediates(tag: str) -> None:
-    model, _, rest = build_loaded(tag)
-    x = rest["input"]
-    steps = model.steps()
-    assert [s.kind for s in steps] == ["block"] * len(model.blocks) + ["norm"]
     gh, gw = model.grid_size
     with torch.no_grad():
-        state = model.stem(x)
-        assert state.shape == (x.shape[0], model.num_prefix_tokens + gh * gw, model.embed_dim)
-        for i, step in enumerate(steps):
-            state = step(state)
-            if step.kind == "block":  # timm forward_intermediates: NCHW, prefix tokens dropped
-                fmap = model.feature_map(state, i)
-                assert fmap.shape == (x.shape[0], model.tap_channels(i), gh, gw)
-                assert (fmap - rest[f"intermediate.{i}"]).abs().max().item() <= TOL
-        out = model.finalize(state)
-    assert (out - rest["forward_features"]).abs().max().item() <= TOL
+        state = model.stem(rest["input"])
+    assert state.shape == (rest["input"].shape[0], model.num_prefix_tokens + gh * gw, model.embed_dim)
     assert model.tap_stride(0) == 14
 
 
@@ -256,16 +209,6 @@ def test_resized_model_equals_timm(layout: str, tmp_path: Path) -> None:
 
 
 # -- the hub name of the official weights -------------------------------------------------------------------
-@pytest.fixture
-def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HF_HUB_OFFLINE=1 and an empty hub cache under tmp_path; returns the cache folder."""
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def test_hub_repo_with_a_pretrained_tag_offline_is_a_clear_error(offline_hub: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         create_backbone("vit_small_patch14_dinov2", pretrained=f"hf-hub:{HUB_REPO}", img_size=28, depth=1)
@@ -276,13 +219,7 @@ def test_hub_repo_with_a_pretrained_tag_offline_is_a_clear_error(offline_hub: Pa
 
 def test_hub_repo_with_a_pretrained_tag_loads_from_the_cache(offline_hub: Path) -> None:
     meta, params, rest = load_fixture("dinov2_small")
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo_dir = offline_hub / ("models--" + HUB_REPO.replace("/", "--"))
-    (repo_dir / "refs").mkdir(parents=True)
-    (repo_dir / "refs" / "main").write_text(commit)
-    snapshot = repo_dir / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    save_file(params, str(snapshot / "model.safetensors"))
+    put_in_hub_cache(offline_hub, HUB_REPO, params)
     model = create_backbone(meta["model"], pretrained=f"hf-hub:{HUB_REPO}", **meta["kwargs"]).eval()
     with torch.no_grad():
         out = model(rest["input"])
@@ -395,14 +332,7 @@ def test_adapters_on_dinov2_with_registers_tap_and_bias_all_tokens() -> None:
     assert rows["backbone prefix"].frozen >= prefix_params
 
     # at init the adapters are exact: every stream's taps equal the plain backbone's feature maps
-    reference = copy.deepcopy(backbone)
-    for i in model.adapter_steps:  # undo TSN: plain LayerNorms with the same weights
-        block = reference.steps()[i].module
-        for name in ("norm1", "norm2"):
-            tsn = getattr(block, name)
-            ln = torch.nn.LayerNorm(tsn.dim, eps=tsn.eps)
-            ln.load_state_dict({"weight": tsn.weight, "bias": tsn.bias})
-            setattr(block, name, ln)
+    reference = plain_backbone(model)  # TSN undone: plain LayerNorms with the same weights
     image = batch()["image"]
     T = len(model.tasks)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""ViT equals timm: reference outputs in tests/fixtures/timm/vit_*.safetensors (made by make_vit.py)."""
+"""ViT (DINOv2 included) equals timm: reference outputs in tests/fixtures/timm/vit_*.safetensors (made by
+make_vit.py) and dinov2_*.safetensors (make_dinov2.py; DINOv2-only checks in test_backbone_dinov2.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from taskadapt.models.backbones import create_backbone
 from taskadapt.models.backbones.vit import VisionTransformer, resample_pos_embed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "timm"
-CASES = ["vit_tiny", "vit_small", "vit_base"]
+CASES = ["vit_tiny", "vit_small", "vit_base", "dinov2_small", "dinov2_reg4", "dinov2_regcls"]  # make_*.py
 TOL = 1e-4
 
 

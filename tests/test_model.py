@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
+from conftest import plain_backbone
 
 from taskadapt.cli import main
 from taskadapt.config import load_config
@@ -111,14 +110,7 @@ def test_lora_equals_the_base_layer_at_init_and_keeps_names():
 @pytest.mark.parametrize("base", [TINY_SWIN, TINY_PVT], ids=["swin", "pvt_v2"])
 def test_adapters_on_pyramid_backbones_are_exact_at_init(base):
     model = make("adapters", base=base).eval()
-    reference = copy.deepcopy(model.backbone)
-    for i in model.adapter_steps:  # undo TSN: plain LayerNorms with the same weights
-        block = reference.steps()[i].module
-        for name in ("norm1", "norm2"):
-            tsn = getattr(block, name)
-            ln = torch.nn.LayerNorm(tsn.dim, eps=tsn.eps)
-            ln.load_state_dict({"weight": tsn.weight, "bias": tsn.bias})
-            setattr(block, name, ln)
+    reference = plain_backbone(model)  # TSN undone: plain LayerNorms with the same weights
     image = torch.rand(2, 3, 64, 64)
     feats, T = model.encode(image)
     state = reference.stem((image - model.pixel_mean) / model.pixel_std)

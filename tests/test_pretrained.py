@@ -6,9 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 import torch
+from conftest import put_in_hub_cache
 from safetensors.torch import save_file
 
 from taskadapt.errors import CheckpointError
@@ -186,16 +186,6 @@ def test_failed_load_leaves_the_model_untouched(tmp_path: Path) -> None:
 
 
 # -- the Hugging Face hub, offline -------------------------------------------------------------------
-@pytest.fixture
-def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HF_HUB_OFFLINE=1 and an empty hub cache under tmp_path; returns the cache folder."""
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def test_hub_offline_names_the_file_and_the_fix(offline_hub: Path) -> None:
     url = f"https://huggingface.co/{REPO}/resolve/main/model.safetensors"
     raises_checkpoint_error(f"hf-hub:{REPO}", REPO, url, "HF_HUB_OFFLINE", "pretrained=")
@@ -206,13 +196,7 @@ def test_hub_offline_names_the_file_and_the_fix(offline_hub: Path) -> None:
 
 def test_hub_offline_uses_the_local_cache(offline_hub: Path) -> None:
     sd = timm_like_state_dict()
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo_dir = offline_hub / ("models--" + REPO.replace("/", "--"))
-    (repo_dir / "refs").mkdir(parents=True)
-    (repo_dir / "refs" / "main").write_text(commit)
-    snapshot = repo_dir / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    save_file(sd, str(snapshot / "model.safetensors"))
+    put_in_hub_cache(offline_hub, REPO, sd)
     model = small_model(seed=5)
     load_pretrained(model, f"hf-hub:{REPO}")
     assert_loaded(model, sd)
