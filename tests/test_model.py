@@ -167,3 +167,40 @@ def test_parameter_table_and_params_command(capsys):
     share = float(printed.split("trainable share relative to mtl_finetune")[1].split(":")[1].split("%")[0])
     assert 0 < share < 100
     assert "TAA" in printed and "bottleneck" in printed
+
+
+@pytest.mark.parametrize("method", ["adapters", "lora", "frozen_heads"])
+def test_per_task_decoder_with_the_shared_weights_equals_the_shared_decoder(method):
+    shared = make(method).eval()
+    per_task = make(method, ["model.decoder=per_task"]).eval()
+    state = shared.state_dict()
+    for task in per_task.tasks:  # every task's decoder gets the shared decoder's weights
+        state.update({f"decoders.{task}.{k}": v for k, v in shared.decoder.state_dict().items()})
+    state = {k: v for k, v in state.items() if not k.startswith("decoder.")}
+    per_task.load_state_dict(state, strict=True)
+    image = batch()["image"]
+    with torch.no_grad():
+        a, b = shared(image), per_task(image)
+    assert all(torch.allclose(a[t], b[t], atol=1e-5) for t in a)
+    # parameters: one decoder more per extra task, counted as trainable
+    decoder = sum(p.numel() for p in shared.decoder.parameters())
+    assert count_trainable(per_task) == count_trainable(shared) + (len(shared.tasks) - 1) * decoder
+    rows = {r.component: r for r in parameter_table(per_task)}
+    assert rows["decoder"].trainable == len(shared.tasks) * decoder
+
+
+def test_per_task_decoders_are_independent():
+    model = make("adapters", ["model.decoder=per_task"]).eval()
+    image = batch()["image"]
+    with torch.no_grad():
+        before = model(image)
+        for p in model.decoders["depth"].parameters():
+            p.add_(0.1)
+        after = model(image)
+    assert not torch.allclose(before["depth"], after["depth"])
+    assert all(torch.equal(before[t], after[t]) for t in model.tasks if t != "depth")
+
+
+def test_unknown_decoder_layout_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.decoder.*per_task"):
+        load_config(None, ["model.decoder=separate"])

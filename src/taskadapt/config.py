@@ -141,6 +141,9 @@ class ModelConfig:
     #: size D of the task embeddings; null = family default (Swin: window^3 = 343 as the paper; else 128)
     task_embed_dim: int | None = None
     decoder_channels: int = 64
+    #: shared: one multi-scale decoder for every task (task streams still decoded separately); per_task: one
+    #: decoder per task, each reading its own task's stream (docs/method.md, "Decoder")
+    decoder: str = "shared"
     taa: TAAConfig = field(default_factory=TAAConfig)
     tsn: TSNConfig = field(default_factory=TSNConfig)
     troa: TROAConfig = field(default_factory=TROAConfig)
@@ -446,6 +449,7 @@ def _validate_data(p: str, d: DataConfig) -> None:
 def validate(cfg: Config) -> None:
     """Check names against the registries and numbers against their ranges."""
     from taskadapt.models import list_backbones
+    from taskadapt.models.decoder import DECODER_LAYOUTS
     from taskadapt.models.methods import list_methods
     from taskadapt.tasks import list_tasks
 
@@ -472,6 +476,7 @@ def validate(cfg: Config) -> None:
     _positive("model.troa.every", m.troa.every)
     _positive("model.bottleneck_ratio", m.bottleneck_ratio)
     _positive("model.decoder_channels", m.decoder_channels)
+    _one_of("model.decoder", m.decoder, list(DECODER_LAYOUTS), "decoder layout")
     _positive("model.lora.rank", m.lora.rank)
     _positive("model.tsn.hidden", m.tsn.hidden)
     for key in ("img_size", "task_embed_dim"):

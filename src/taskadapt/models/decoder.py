@@ -17,6 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: model.decoder values: one decoder shared by the tasks, or one decoder per task
+DECODER_LAYOUTS = {
+    "shared": "one multi-scale decoder for every task (each task stream decoded by the same weights)",
+    "per_task": "one multi-scale decoder per task, each reading its own task's stream",
+}
+
 
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, channels), channels)

@@ -26,7 +26,7 @@ from torch import nn
 from taskadapt.errors import ConfigError
 from taskadapt.models.adapters import Bottleneck, TaskAttentionBias, TaskConditioning, TaskScaledNorm
 from taskadapt.models.backbones import Backbone
-from taskadapt.models.decoder import MultiScaleDecoder, TaskHead
+from taskadapt.models.decoder import DECODER_LAYOUTS, MultiScaleDecoder, TaskHead
 from taskadapt.models.lora import add_lora
 from taskadapt.models.methods import MethodPlan, get_method
 from taskadapt.models.troa import TaskAffinity
@@ -98,6 +98,7 @@ class MultiTaskModel(nn.Module):
         train_block_weights: bool = False,
         task_embed_dim: int | None = None,
         decoder_channels: int = 64,
+        decoder: str = "shared",
         tsn_hidden: int = 32,
         taa_per_head: bool = False,
         taa_block_size: int | None = None,
@@ -189,8 +190,16 @@ class MultiTaskModel(nn.Module):
         self._prefix_params = [p for p in backbone.parameters() if id(p) not in later]
 
         # -- decoder and heads ---------------------------------------------------------------------------
-        self.decoder = MultiScaleDecoder([backbone.tap_channels(i) for i in self.taps],
-                                         [backbone.tap_stride(i) for i in self.taps], decoder_channels)
+        if decoder not in DECODER_LAYOUTS:
+            raise ConfigError(f"decoder layout '{decoder}' is unknown; use one of {', '.join(DECODER_LAYOUTS)}")
+
+        def new_decoder() -> MultiScaleDecoder:
+            return MultiScaleDecoder([backbone.tap_channels(i) for i in self.taps],
+                                     [backbone.tap_stride(i) for i in self.taps], decoder_channels)
+
+        # shared: the parameter names stay decoder.* (checkpoints of earlier versions load as they are)
+        self.decoder = new_decoder() if decoder == "shared" else None
+        self.decoders = nn.ModuleDict({t: new_decoder() for t in self.tasks}) if decoder == "per_task" else None
         heads = {}
         for t in self.tasks:
             spec = get_task(t)
@@ -293,21 +302,36 @@ class MultiTaskModel(nn.Module):
     def decode(self, feats: dict[int, torch.Tensor], streams: int, image_hw: tuple[int, int]
                ) -> dict[str, torch.Tensor]:
         """Decoder and heads: taps -> {task: (B, C_t, H, W)} at the input resolution."""
+        if self.channels_last:
+            feats = {i: f.contiguous(memory_format=torch.channels_last) for i, f in feats.items()}
+        if self.decoders is not None:  # per task: task t's decoder on task t's stream (or the one stream)
+            fused = {task: self._decode(self.decoders[task], self._stream(feats, streams, t), image_hw, 1)[0]
+                     for t, task in enumerate(self.tasks)}
+        else:
+            shared = self._decode(self.decoder, feats, image_hw, streams)  # (T, B, ch, H/4, W/4)
+            fused = {task: shared[t if self.streams else 0] for t, task in enumerate(self.tasks)}
+        return {task: F.interpolate(self.heads[task](fused[task]), size=image_hw, mode="bilinear",
+                                    align_corners=False) for task in self.tasks}
+
+    def _stream(self, feats: dict[int, torch.Tensor], streams: int, t: int) -> dict[int, torch.Tensor]:
+        """Stream ``t``'s taps: (B, C, h, w) each (prefix taps are shared, later ones stream-major)."""
+        if streams == 1:
+            return feats
+        return {i: f if i < self.split else f.view(streams, -1, *f.shape[1:])[t] for i, f in feats.items()}
+
+    def _decode(self, decoder: MultiScaleDecoder, feats: dict[int, torch.Tensor], image_hw: tuple[int, int],
+                streams: int) -> torch.Tensor:
+        """Taps -> fused (T, B, ch, H/4, W/4); a prefix tap (B, ...) is projected once and shared by every
+        stream, a later tap is (T*B, ...)."""
         T = streams
         projected = []
         for k, i in enumerate(self.taps):
-            f = feats[i].contiguous(memory_format=torch.channels_last) if self.channels_last else feats[i]
-            p = self.decoder.project(k, f, image_hw)
-            if T > 1 and i < self.split:  # a prefix tap: projected once, shared by every stream
+            p = decoder.project(k, feats[i], image_hw)
+            if T > 1 and i < self.split:
                 p = p.unsqueeze(0).expand(T, *p.shape).reshape(T * p.shape[0], *p.shape[1:])
             projected.append(p)
-        fused = self.decoder.fuse_levels(projected, image_hw)  # (T*B, ch, H/4, W/4)
-        fused = fused.view(T, -1, *fused.shape[1:])
-        out = {}
-        for t_index, task in enumerate(self.tasks):
-            pred = self.heads[task](fused[t_index] if self.streams else fused[0])
-            out[task] = F.interpolate(pred, size=image_hw, mode="bilinear", align_corners=False)
-        return out
+        fused = decoder.fuse_levels(projected, image_hw)
+        return fused.view(T, -1, *fused.shape[1:])
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """image (B, 3, H, W) in [0, 1] -> {task: raw prediction (B, C_t, H, W)}."""

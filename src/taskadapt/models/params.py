@@ -36,7 +36,7 @@ def _component(model: nn.Module, name: str) -> str:
         return "other"
     if "lora_A" in name or "lora_B" in name:
         return "LoRA"
-    if name.startswith("decoder."):
+    if name.startswith(("decoder.", "decoders.")):
         return "decoder"
     if name.startswith("heads."):
         return "heads"
