@@ -27,25 +27,31 @@ PRIMARY = {"semseg": "mIoU", "depth": "rmse", "normals": "mean", "edge": "odsF"}
 HIGHER = {"semseg": True, "depth": False, "normals": False, "edge": True}
 
 
-def tiny(root, *extra):
-    return load_config(None, [
+def tiny_overrides(root, *extra):
+    return [
         f"data.root={root}", "data.scenes.train=10", "data.scenes.val=2", "data.scenes.test=3",
         "data.scenes.size=32", "data.crop_size=32", "data.batch_size=2",
         "model.backbone_kwargs={patch_size: 8, embed_dim: 32, depth: 4, num_heads: 2}",
         "model.decoder_channels=16", "model.task_embed_dim=8",
         "train.steps=3", "train.eval_every=3", "train.checkpoint_every=3", "train.warmup_steps=0", *extra,
-    ])
+    ]
+
+
+def tiny(root, *extra):
+    return load_config(None, tiny_overrides(root, *extra))
 
 
 class TrainSpy:
-    """Wraps the real trainer: records which methods trained; ``fail`` methods diverge instead."""
+    """Wraps the real trainer: records which methods trained (and ``seeds``: on which seed); ``fail``
+    methods, or (method, seed) pairs, diverge instead."""
 
     def __init__(self, real, fail=()):
-        self.real, self.fail, self.calls = real, set(fail), []
+        self.real, self.fail, self.calls, self.seeds = real, set(fail), [], []
 
     def __call__(self, cfg, resume=None, progress=True):
         self.calls.append(cfg.model.method)
-        if cfg.model.method in self.fail:
+        self.seeds.append((cfg.model.method, cfg.seed))
+        if cfg.model.method in self.fail or (cfg.model.method, cfg.seed) in self.fail:
             raise TrainingDiverged(f"task 'depth' (nan) is not finite at step 1 | method {cfg.model.method}")
         return self.real(cfg, resume=resume, progress=progress)
 

@@ -204,3 +204,15 @@ def test_per_task_decoders_are_independent():
 def test_unknown_decoder_layout_is_a_config_error():
     with pytest.raises(ConfigError, match="model.decoder.*per_task"):
         load_config(None, ["model.decoder=separate"])
+
+
+def test_task_embedding_scale_changes_nothing_at_init_but_the_conditioning():
+    small, unit = make("adapters"), make("adapters", ["model.task_embed_std=1.0"])
+    assert 0.8 < unit.task_embeddings.std().item() < 1.2
+    assert torch.allclose(unit.task_embeddings, small.task_embeddings * 50)  # the same draw, scaled
+    image = batch()["image"]
+    with torch.no_grad():  # every task path starts at zero: the outputs do not depend on the scale
+        a, b = small.eval()(image), unit.eval()(image)
+    assert all(torch.allclose(a[t], b[t], atol=1e-5) for t in a)
+    with pytest.raises(ConfigError, match="task_embed_std"):
+        load_config(None, ["model.task_embed_std=0"])

@@ -286,16 +286,40 @@ def compare_cmd(
     ] = None,
     out: Annotated[str | None, typer.Option(help="Output folder (default: out_dir).")] = None,
     approx_edges: Annotated[bool, typer.Option(help="Fast approximate edge matcher (labelled in the table).")] = False,
+    seeds: Annotated[
+        int | None, typer.Option(help="Run every method on N seeds (the config's seed, +1, ...), each in "
+                                      "<out>/seed<s>/; mean ± std and paired differences with a 95 % interval.")
+    ] = None,
+    seed_list: Annotated[str | None, typer.Option(help="The seeds instead of --seeds, e.g. 0,1,2.")] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="With seeds: the method set against every other one (default: adapters).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option(help="Also write compare.json here when done, e.g. docs/results/compare-scenes.json.")
+    ] = None,
 ) -> None:
     """Train every method with the same schedule and print one table with Delta_m against single-task."""
-    from taskadapt.compare import compare_table, run_compare
+    from taskadapt.compare import compare_table, resolve_seeds, run_compare, run_compare_seeds, seeds_tables
     from taskadapt.config import load_config
+    from taskadapt.errors import ConfigError
+    from taskadapt.io import write_json
 
     config, overrides = _split_config_arg(config, overrides)
     cfg = load_config(config, overrides)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    result = run_compare(cfg, chosen, out=out, exact_edges=not approx_edges)
-    console.print(compare_table(result))
+    seed_values = resolve_seeds(cfg.seed, seeds, seed_list)
+    if seed_values is None:
+        if reference is not None:
+            raise ConfigError("--reference only applies to a comparison over seeds; add --seeds N or --seed-list")
+        result = run_compare(cfg, chosen, out=out, exact_edges=not approx_edges)
+        console.print(compare_table(result))
+    else:
+        result = run_compare_seeds(cfg, chosen, seed_values, out=out, reference=reference,
+                                   exact_edges=not approx_edges)
+        for table in seeds_tables(result):
+            console.print(table)
+    if json_out is not None:
+        console.print(f"wrote {write_json(json_out, result.to_dict())}")
     console.print(f"wrote {result.out / 'compare.md'}")
 
 

@@ -16,6 +16,20 @@ the other methods still run. Both summary files are rewritten (atomically) after
 interrupted comparison leaves the rows finished so far. Running the comparison again on the same
 ``out`` reuses every finished run whose configuration is unchanged, resumes unfinished ones from
 their last checkpoint and retrains failed ones.
+
+``run_compare_seeds(cfg, methods, seeds, out=...)`` repeats that comparison once per seed (only
+``seed`` changes: the initialisation, the batch order and augmentations, and the validation images
+carved from training; the dataset and its test split stay the same), each in ``out/seed<s>/`` with
+its own ``stl`` baseline, so Delta_m on seed s is against ``stl`` of seed s. It then writes::
+
+    out/seed<s>/           one single-seed comparison per seed (the layout above)
+    out/compare.json       protocol (config YAML, seeds, methods, reference), every run's test metrics,
+                           the per-method aggregate and the paired differences against the reference
+    out/compare.md         table 1: mean ± sample std over seeds per method; table 2: the reference
+                           method minus each other method in Delta_m, paired by seed, with a 95 % t
+                           interval and a verdict (:mod:`taskadapt.metrics.paired`)
+
+Both summary files are rewritten after every finished seed.
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ from taskadapt.config import Config, edge_tolerance, to_yaml
 from taskadapt.errors import ConfigError, DatasetError
 from taskadapt.io import write_json, write_text
 from taskadapt.metrics.delta_m import delta_m, load_baseline, save_baseline
+from taskadapt.metrics.paired import NEEDS_TWO, PairedDifference, Summary, paired_difference, summarize
 from taskadapt.models import create_model
 from taskadapt.models.methods import get_method, list_methods
 from taskadapt.models.params import count_trainable
@@ -47,6 +62,8 @@ from taskadapt.train.data import build_splits, eval_loader, prepare_scenes
 from taskadapt.train.evaluate import evaluate, make_metrics
 
 BASELINE_METHOD = "stl"
+#: the method the seeds comparison sets against every other one unless told otherwise ("ours")
+REFERENCE_METHOD = "adapters"
 console = Console()
 
 
@@ -362,5 +379,295 @@ def compare_table(result: CompareResult) -> Table:
     return table
 
 
-__all__ = ["CompareResult", "MethodResult", "compare_markdown", "compare_table", "method_config",
-           "resolve_methods", "run_compare", "write_outputs"]
+# --------------------------------------------------------------------------------------------------
+# several seeds
+
+
+@dataclass
+class MethodSummary:
+    """One method over the seeds: ``seeds`` it succeeded on, ``failed`` seed -> error, and mean ± sample
+    std of its trainable parameters, of each task's primary metric and of Delta_m."""
+
+    method: str
+    seeds: list[int]
+    failed: dict[int, str]
+    trainable_params: Summary
+    primary: dict[str, Summary]
+    delta_m: Summary
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "seeds": self.seeds, "failed": {str(s): e for s, e in self.failed.items()},
+                "trainable_params": self.trainable_params.to_dict(),
+                "primary": {t: v.to_dict() for t, v in self.primary.items()}, "delta_m": self.delta_m.to_dict()}
+
+
+@dataclass
+class SeedsResult:
+    """What :func:`run_compare_seeds` measured: ``runs`` maps each finished seed to its comparison."""
+
+    out: Path
+    seeds: list[int]
+    methods: list[str]
+    reference: str | None
+    config: str
+    runs: dict[int, CompareResult] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def first(self) -> CompareResult:
+        return next(iter(self.runs.values()))
+
+    def protocol(self) -> dict[str, Any]:
+        """The shared protocol: the first run's, with the seeds in place of its seed, plus the config."""
+        protocol = {k: v for k, v in self.first.protocol.items() if k != "seed"}
+        return {**protocol, "seeds": self.seeds, "methods": self.methods, "reference": self.reference,
+                "config": self.config}
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.first
+        return {"protocol": self.protocol(), "tasks": first.tasks, "primary_metrics": first.primary_metrics,
+                "higher_is_better": first.higher_is_better, "baseline_method": BASELINE_METHOD,
+                "reference": self.reference, "seeds": self.seeds, "seeds_done": list(self.runs),
+                "notes": seed_notes(self),
+                "aggregate": [m.to_dict() for m in aggregate(self.runs)],
+                "paired": [{"reference": self.reference, "method": m, **d.to_dict()}
+                           for m, d in paired(self.runs, self.reference).items()],
+                "runs": {str(s): {"out": str(r.out), "baseline": str(r.baseline) if r.baseline else None,
+                                  "note": r.note, "rows": [asdict(row) for row in r.rows]}
+                         for s, r in self.runs.items()}}
+
+
+def _parse_seed_list(text: str) -> list[int]:
+    seeds = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            seeds.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--seed-list: '{part}' is not an integer; give comma-separated seeds, "
+                              "e.g. --seed-list 0,1,2") from None
+    return seeds
+
+
+def resolve_seeds(base: int, count: int | None = None, listed: str | None = None) -> list[int] | None:
+    """The seeds of ``--seeds N`` (``base``, ``base`` + 1, ...) or ``--seed-list 0,1,2``; None when
+    neither is given (one comparison on the config's seed, the single-seed layout)."""
+    if count is not None and listed is not None:
+        raise ConfigError("pass either --seeds N or --seed-list, not both")
+    if count is not None:
+        if count < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {count}; e.g. --seeds 3 runs every method on "
+                              f"seeds {base}, {base + 1} and {base + 2}")
+        return list(range(base, base + count))
+    if listed is None:
+        return None
+    seeds = _parse_seed_list(listed)
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed-list needs distinct non-negative seeds, got '{listed}'; e.g. --seed-list 0,1,2")
+    return seeds
+
+
+def resolve_reference(reference: str | None, names: list[str]) -> str | None:
+    """The method set against every other one: ``reference`` (which must be among ``names``), else
+    ``adapters`` when it runs, else None (no paired table)."""
+    if reference is None:
+        return REFERENCE_METHOD if REFERENCE_METHOD in names else None
+    get_method(reference)  # an unknown name: ConfigError with a did-you-mean hint
+    if reference not in names:
+        raise ConfigError(f"--reference '{reference}' is not among the compared methods ({', '.join(names)}); "
+                          "add it to --methods or choose one of them")
+    return reference
+
+
+def seed_config(cfg: Config, seed: int) -> Config:
+    """``cfg`` with only the seed changed."""
+    c = copy.deepcopy(cfg)
+    c.seed = seed
+    return c
+
+
+def seed_dir(out: Path, seed: int) -> Path:
+    """The folder of seed ``seed``'s comparison."""
+    return out / f"seed{seed}"
+
+
+def _values(runs: dict[int, CompareResult], method: str, value) -> dict[int, float | None]:
+    """seed -> ``value(row)`` of ``method`` on the seeds where it succeeded."""
+    rows = {s: r.row(method) for s, r in runs.items()}
+    return {s: value(row) for s, row in rows.items() if row.status == "ok"}
+
+
+def summarize_method(runs: dict[int, CompareResult], method: str) -> MethodSummary:
+    """Mean ± sample std over the seeds where ``method`` succeeded (its parameters: over every seed)."""
+    rows = {s: r.row(method) for s, r in runs.items()}
+    tasks = next(iter(runs.values())).tasks
+    return MethodSummary(
+        method=method,
+        seeds=[s for s, row in rows.items() if row.status == "ok"],
+        failed={s: row.error or "" for s, row in rows.items() if row.status == "failed"},
+        trainable_params=summarize([row.trainable_params for row in rows.values()]),
+        primary={t: summarize(list(_values(runs, method, lambda row, t=t: row.primary.get(t)).values()))
+                 for t in tasks},
+        delta_m=summarize(list(_values(runs, method, lambda row: row.delta_m).values())),
+    )
+
+
+def aggregate(runs: dict[int, CompareResult]) -> list[MethodSummary]:
+    """One :class:`MethodSummary` per method (in run order) from the per-seed comparisons."""
+    if not runs:
+        return []
+    return [summarize_method(runs, row.method) for row in next(iter(runs.values())).rows]
+
+
+def paired(runs: dict[int, CompareResult], reference: str | None,
+           confidence: float = 0.95) -> dict[str, PairedDifference]:
+    """method -> Delta_m of ``reference`` minus Delta_m of the method, paired by seed (only seeds where
+    both have a Delta_m), with its t interval; empty without a reference."""
+    if reference is None or not runs:
+        return {}
+    ours = _values(runs, reference, lambda row: row.delta_m)
+    return {row.method: paired_difference(ours, _values(runs, row.method, lambda r: r.delta_m), confidence)
+            for row in next(iter(runs.values())).rows if row.method != reference}
+
+
+def seed_notes(result: SeedsResult) -> list[str]:
+    """The notes of the whole run and of each seed (e.g. why a seed has no Delta_m)."""
+    notes = [result.note] if result.note else []
+    return notes + [f"seed {s}: {r.note}" for s, r in result.runs.items() if r.note]
+
+
+def run_compare_seeds(cfg: Config, methods: list[str] | None, seeds: list[int],
+                      out: str | os.PathLike | None = None, reference: str | None = None,
+                      progress: bool = True, exact_edges: bool = True) -> SeedsResult:
+    """:func:`run_compare` once per seed of ``seeds`` into ``out/seed<s>/``; aggregate into ``out``.
+
+    ``reference`` (default ``adapters`` when it runs) is set against every other method in paired
+    Delta_m differences. Raises ConfigError before training anything for an unknown method or
+    reference, empty or repeated seeds, or a seed folder holding a run of another configuration.
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {seeds}; e.g. seeds=[0, 1, 2]")
+    names = resolve_methods(methods)
+    ref = resolve_reference(reference, names)
+    out = Path(out if out is not None else cfg.out_dir)
+    configs = {s: seed_config(cfg, s) for s in seeds}
+    for s, c in configs.items():
+        clashes = [m for m in names if run_state(method_config(c, m, seed_dir(out, s))) == "other"]
+        if clashes:
+            raise ConfigError(f"'{seed_dir(out, s) / clashes[0]}' holds a run of another configuration; delete it "
+                              "or pass a new output folder (finished runs of the same configuration are reused)")
+    result = SeedsResult(out, list(seeds), names, ref, to_yaml(cfg))
+    if ref is None:
+        result.note = (f"no paired differences: the reference '{REFERENCE_METHOD}' was not among the methods; "
+                       "pass --reference METHOD")
+    for i, (s, c) in enumerate(configs.items()):
+        if progress:
+            console.print(f"[bold]seed {s}[/bold] ({i + 1}/{len(configs)}) -> {seed_dir(out, s)}")
+        result.runs[s] = run_compare(c, names, out=seed_dir(out, s), progress=progress, exact_edges=exact_edges)
+        write_seed_outputs(result)
+    return result
+
+
+def _mean_std(s: Summary, spec: str, std_spec: str | None = None) -> str:
+    if s.mean is None or not math.isfinite(s.mean):
+        return "-"
+    text = format(s.mean, spec)
+    return text if s.std is None else f"{text} ± {format(s.std, std_spec or spec)}"
+
+
+def _seed_columns(first: CompareResult) -> list[str]:
+    return [*_columns(first)[:-2], "Δm %", "n seeds", "notes"]
+
+
+def _seed_cells(m: MethodSummary, tasks: list[str], reference: str | None) -> list[str]:
+    params = _mean_std(Summary(m.trainable_params.n, m.trainable_params.mean, None), ",.0f")
+    failed = "; ".join(f"seed {s}: {e}" for s, e in m.failed.items())
+    note = "; ".join(x for x in ("baseline" if m.method == BASELINE_METHOD else "",
+                                 "reference" if m.method == reference else "",
+                                 f"failed on {failed}" if failed else "") if x)
+    return [m.method, params, *[_mean_std(m.primary[t], ".4f") for t in tasks],
+            _mean_std(m.delta_m, "+.2f", ".2f"), str(len(m.seeds)), note]
+
+
+def _paired_columns(reference: str, confidence: float = 0.95) -> list[str]:
+    return ["method", "n", f"Δm {reference} − method (pp)", f"{confidence:.0%} CI", "verdict"]
+
+
+def _paired_cells(method: str, d: PairedDifference) -> list[str]:
+    mean = f"{d.mean:+.2f}" if d.mean is not None else "-"
+    ci = f"[{d.low:+.2f}, {d.high:+.2f}]" if d.low is not None and d.high is not None else "-"
+    return [method, str(d.n), mean, ci, d.verdict]
+
+
+def _md_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |",
+             "| " + " | ".join(["---"] + ["---:"] * (len(columns) - 2) + ["---"]) + " |"]
+    return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in rows]
+
+
+def seeds_markdown(result: SeedsResult) -> str:
+    """``compare.md`` of several seeds: the protocol, the per-method table and the paired table."""
+    first, p = result.first, result.protocol()
+    done = ", ".join(str(s) for s in result.runs)
+    lines = [
+        "# Method comparison over seeds",
+        "",
+        f"{p['dataset']} ({p['root'] or 'procedural scenes'}), tested on the '{p['test_split']}' split "
+        f"({p['test_images']} images); backbone {p['backbone']} (pretrained: {p['pretrained'] or 'none'}); "
+        f"every method trained {p['steps']} steps, batch {p['batch_size']}, crop {p['crop_size']}, on each of the "
+        f"seeds {done} (of {', '.join(str(s) for s in result.seeds)}). The seed sets the initialisation, the batch "
+        f"order and augmentations and the validation images carved from training; the data stay the same. "
+        f"Edge odsF with the {p['edge_matcher']} matcher (tolerance {p['edge_tolerance']:g} of the diagonal). "
+        f"Δm (Vandenhende et al., Eq. 10, percent, higher is better) of a method on a seed is against "
+        f"{BASELINE_METHOD} of the same seed. Values: mean ± sample standard deviation over the seeds where the "
+        f"method succeeded (n seeds).",
+        "",
+    ]
+    lines += [f"Note: {n}." for n in seed_notes(result)]
+    if seed_notes(result):
+        lines.append("")
+    rows = [_seed_cells(m, first.tasks, result.reference) for m in aggregate(result.runs)]
+    lines += ["## Methods", "", *_md_table(_seed_columns(first), rows), ""]
+    diffs = paired(result.runs, result.reference)
+    if diffs:
+        lines += [f"## {result.reference} against each method", "",
+                  f"Δm of {result.reference} minus Δm of the method, paired by seed (only seeds where both have a "
+                  f"Δm; n), in percentage points: mean and two-sided 95 % Student-t interval "
+                  f"(mean ± t(0.975, n-1) · sd / √n). Verdict: better or worse when the interval excludes 0, else "
+                  f"within noise ({NEEDS_TWO} for an interval).", "",
+                  *_md_table(_paired_columns(result.reference), [_paired_cells(m, d) for m, d in diffs.items()]),
+                  ""]
+    return "\n".join(lines)
+
+
+def write_seed_outputs(result: SeedsResult) -> None:
+    """Write ``compare.json`` and ``compare.md`` of the seeds finished so far into ``result.out``."""
+    write_json(result.out / "compare.json", result.to_dict())
+    write_text(result.out / "compare.md", seeds_markdown(result))
+
+
+def seeds_tables(result: SeedsResult) -> list[Table]:
+    """The seeds comparison as rich tables: per method, then the paired differences (if any)."""
+    first = result.first
+    title = f"{first.protocol['dataset']} '{first.protocol['test_split']}': methods over seeds " + \
+        ", ".join(str(s) for s in result.runs)
+    table = Table(title=title)
+    for i, col in enumerate(_seed_columns(first)):
+        table.add_column(col, justify="left" if i == 0 or col == "notes" else "right")
+    for m in aggregate(result.runs):
+        table.add_row(*_seed_cells(m, first.tasks, result.reference), style="red" if m.failed else None)
+    tables = [table]
+    diffs = paired(result.runs, result.reference)
+    if diffs:
+        pt = Table(title=f"{result.reference} against each method: paired Δm difference, 95 % t interval")
+        for i, col in enumerate(_paired_columns(result.reference)):
+            pt.add_column(col, justify="left" if i in (0, 4) else "right")
+        for m, d in diffs.items():
+            pt.add_row(*_paired_cells(m, d))
+        tables.append(pt)
+    return tables
+
+
+__all__ = ["CompareResult", "MethodResult", "MethodSummary", "SeedsResult", "aggregate", "compare_markdown",
+           "compare_table", "method_config", "paired", "resolve_methods", "resolve_reference", "resolve_seeds",
+           "run_compare", "run_compare_seeds", "seeds_markdown", "seeds_tables", "write_outputs",
+           "write_seed_outputs"]

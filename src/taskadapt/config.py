@@ -140,6 +140,8 @@ class ModelConfig:
     train_block_weights: bool = False
     #: size D of the task embeddings; null = family default (Swin: window^3 = 343 as the paper; else 128)
     task_embed_dim: int | None = None
+    #: standard deviation of the task embeddings' initialisation N(0, std^2) (the authors' code: 1)
+    task_embed_std: float = 0.02
     decoder_channels: int = 64
     #: shared: one multi-scale decoder for every task (task streams still decoded separately); per_task: one
     #: decoder per task, each reading its own task's stream (docs/method.md, "Decoder")
@@ -476,6 +478,7 @@ def validate(cfg: Config) -> None:
     _positive("model.troa.every", m.troa.every)
     _positive("model.bottleneck_ratio", m.bottleneck_ratio)
     _positive("model.decoder_channels", m.decoder_channels)
+    _positive("model.task_embed_std", m.task_embed_std)
     _one_of("model.decoder", m.decoder, list(DECODER_LAYOUTS), "decoder layout")
     _positive("model.lora.rank", m.lora.rank)
     _positive("model.tsn.hidden", m.tsn.hidden)

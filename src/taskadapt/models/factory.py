@@ -50,6 +50,7 @@ def create_model(cfg: Config, num_classes: Mapping[str, int] | None = None) -> M
             backbone, tasks, classes, plan,
             adapter_blocks=m.adapter_blocks, bottleneck_ratio=m.bottleneck_ratio,
             train_block_weights=m.train_block_weights, task_embed_dim=m.task_embed_dim,
+            task_embed_std=m.task_embed_std,
             decoder_channels=m.decoder_channels, decoder=m.decoder, tsn_hidden=m.tsn.hidden,
             taa_per_head=m.taa.per_head, taa_block_size=m.taa.block_size,
             troa_measure=m.troa.measure, troa_momentum=m.troa.momentum,

@@ -97,6 +97,7 @@ class MultiTaskModel(nn.Module):
         bottleneck_ratio: float = 4.0,
         train_block_weights: bool = False,
         task_embed_dim: int | None = None,
+        task_embed_std: float = 0.02,
         decoder_channels: int = 64,
         decoder: str = "shared",
         tsn_hidden: int = 32,
@@ -149,7 +150,9 @@ class MultiTaskModel(nn.Module):
             if task_embed_dim is None:
                 window = getattr(backbone, "window_size", None)
                 task_embed_dim = int(window) ** 3 if backbone.family == "swin" and window else 128
-            self.task_embeddings = nn.Parameter(torch.randn(len(self.tasks), task_embed_dim) * 0.02)
+            # N(0, task_embed_std^2): the conditioning reaches TSN/TAA only through maps of w, so the scale
+            # of w sets how fast the task-specific paths can grow from their zero init (docs/method.md)
+            self.task_embeddings = nn.Parameter(torch.randn(len(self.tasks), task_embed_dim) * task_embed_std)
             self.affinity = TaskAffinity(len(self.tasks), troa_measure, troa_momentum)
             tokens = _attention_tokens(backbone, self.adapter_steps) if plan.taa else {}
             layers = {}
