@@ -415,6 +415,7 @@ class SeedsResult:
 
     @property
     def first(self) -> CompareResult:
+        """The first finished seed's comparison (tasks, metrics and protocol are the same on every seed)."""
         return next(iter(self.runs.values()))
 
     def protocol(self) -> dict[str, Any]:
@@ -568,6 +569,7 @@ def run_compare_seeds(cfg: Config, methods: list[str] | None, seeds: list[int],
 
 
 def _mean_std(s: Summary, spec: str, std_spec: str | None = None) -> str:
+    """``mean ± std`` (just the mean for one value, ``-`` for none)."""
     if s.mean is None or not math.isfinite(s.mean):
         return "-"
     text = format(s.mean, spec)
