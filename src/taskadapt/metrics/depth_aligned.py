@@ -116,6 +116,8 @@ class AlignedDepthMetric(Metric):
         for name in _NAMES:
             self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_images", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        #: the errors of the last image of the last ``update`` (None without a valid pixel), for per-image reports
+        self.last_errors: dict[str, float] | None = None
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         preds, target = torch.as_tensor(preds), torch.as_tensor(target)
@@ -125,7 +127,7 @@ class AlignedDepthMetric(Metric):
         p_np = preds.detach().to("cpu", torch.float64).numpy()
         t_np = target.detach().to("cpu", torch.float64).numpy()
         for i in range(p_np.shape[0]):
-            errors = aligned_depth_errors(p_np[i], t_np[i], self.alignment, self.min_depth)
+            errors = self.last_errors = aligned_depth_errors(p_np[i], t_np[i], self.alignment, self.min_depth)
             if errors is None:
                 continue
             for name in _NAMES:

@@ -43,7 +43,7 @@ from taskadapt.baselines import BASELINES
 from taskadapt.data.real import Calibration, RealFolder, RealSample, open_real_folder
 from taskadapt.errors import ConfigError, DatasetError
 from taskadapt.io import write_json, write_text
-from taskadapt.metrics.depth_aligned import ALIGNMENTS, AlignedDepthMetric, aligned_depth_errors
+from taskadapt.metrics.depth_aligned import ALIGNMENTS, AlignedDepthMetric
 from taskadapt.metrics.edges import MultiAnnotatorEdgeMetric, image_scores
 from taskadapt.morphology import thin
 from taskadapt.settings.common import markdown_table, rich_table
@@ -75,8 +75,7 @@ def _score_image(task: str, scorers: dict[str, Any], pred: np.ndarray, target: n
     out: dict[str, float] = {}
     for alignment, m in scorers.items():
         m.update(torch.from_numpy(np.asarray(pred, dtype=np.float32)), torch.from_numpy(target))
-        errors = aligned_depth_errors(pred, target, alignment) or {}
-        out.update({f"{alignment}/{k}": v for k, v in errors.items()})
+        out.update({f"{alignment}/{k}": v for k, v in (m.last_errors or {}).items()})
     return out
 
 
