@@ -20,6 +20,9 @@ TINY_VIT = ["data.crop_size=32", "model.backbone_kwargs={patch_size: 8, embed_di
 TINY_SWIN = ["data.crop_size=64", "model.backbone=swin_tiny_patch4_window7_224",
              "model.backbone_kwargs={embed_dim: 16, depths: [1, 1, 2, 2], num_heads: [1, 2, 2, 4], window_size: 4}",
              "model.decoder_channels=16", "model.task_embed_dim=8"]
+TINY_DINO = ["data.crop_size=28", "model.backbone=vit_small_patch14_reg4_dinov2",  # LayerScale, 4 registers
+             "model.backbone_kwargs={embed_dim: 24, depth: 4, num_heads: 2}",
+             "model.decoder_channels=16", "model.task_embed_dim=8"]
 TINY_PVT = ["data.crop_size=64", "model.backbone=pvt_v2_b0",
             "model.backbone_kwargs={embed_dims: [16, 16, 32, 32], depths: [1, 1, 1, 2], num_heads: [1, 1, 2, 2]}",
             "model.decoder_channels=16", "model.task_embed_dim=8"]
@@ -43,13 +46,15 @@ def trainable_names(model):
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.parametrize(("base", "size"), [(TINY_VIT, 32), (TINY_DINO, 28)], ids=["vit", "dinov2_reg4"])
 @pytest.mark.parametrize("method", list_methods())
-def test_every_method_predicts_every_task_at_input_resolution(method):
-    model = make(method).train()
-    data = batch()
+def test_every_method_predicts_every_task_at_input_resolution(method, base, size):
+    model = make(method, base=base).train()
+    data = batch(size)
     out = model(data["image"])
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "semseg": (2, 9, 32, 32), "depth": (2, 1, 32, 32), "normals": (2, 3, 32, 32), "edge": (2, 1, 32, 32)}
+        "semseg": (2, 9, size, size), "depth": (2, 1, size, size), "normals": (2, 3, size, size),
+        "edge": (2, 1, size, size)}
     losses = MultiTaskLoss(model.tasks)(out, data)
     losses.total.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
