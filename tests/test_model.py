@@ -221,3 +221,42 @@ def test_task_embedding_scale_changes_nothing_at_init_but_the_conditioning():
     assert all(torch.allclose(a[t], b[t], atol=1e-5) for t in a)
     with pytest.raises(ConfigError, match="task_embed_std"):
         load_config(None, ["model.task_embed_std=0"])
+
+
+def test_separable_decoder_predicts_the_same_shapes_with_fewer_weights():
+    full, separable = make("frozen_heads"), make("frozen_heads", ["model.decoder_conv=separable"])
+    image = batch()["image"]
+    with torch.no_grad():
+        a, b = full.eval()(image), separable.eval()(image)
+    assert {t: v.shape for t, v in a.items()} == {t: v.shape for t, v in b.items()}
+    convs = [m for m in separable.decoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert convs and all(m.groups == m.in_channels for m in convs)  # every 3x3 is depthwise
+    c = 16  # TINY_VIT's decoder channels: each of the 5 decoder and 4 head 3x3 convs drops c*c*9 - (c*9 + c*c)
+    assert count_trainable(full) - count_trainable(separable) == 9 * (c * c * 9 - (c * 9 + c * c))
+    with pytest.raises(ConfigError, match="model.decoder_conv.*separable"):
+        load_config(None, ["model.decoder_conv=sparse"])
+
+
+def test_prefix_lora_adapts_the_shared_prefix_and_starts_exact():
+    plain, adapted = make("adapters"), make("adapters", ["model.prefix_lora=true"])
+    prefix = adapted.backbone.steps()[:adapted.split]
+    wrapped = [m for st in prefix for m in st.module.modules() if isinstance(m, LoRALinear)]
+    assert len(wrapped) == 2 * sum(1 for st in prefix if hasattr(st.module, "attn"))  # qkv and proj
+    later = [m for st in adapted.backbone.steps()[adapted.split:] for m in st.module.modules()]
+    assert not any(isinstance(m, LoRALinear) for m in later)  # the adapter blocks keep their own layers
+    added = trainable_names(adapted) - trainable_names(plain)
+    assert added and all("lora_" in n for n in added)
+    assert not adapted._prefix_is_frozen()
+    plain.load_state_dict(adapted.state_dict(), strict=False)  # the same draw of every shared weight
+    image = batch()["image"]
+    with torch.no_grad():
+        a, b = plain.eval()(image), adapted.eval()(image)
+    assert all(torch.allclose(a[t], b[t], atol=1e-6) for t in a)  # LoRA's B starts at zero
+    adapted.train()
+    data = batch()
+    loss = MultiTaskLoss(adapted.tasks)(adapted(data["image"]), data).total
+    loss.backward()
+    assert all(m.lora_A.grad is not None for m in wrapped)
+    assert any(m.lora_B.grad.abs().sum() > 0 for m in wrapped)
+    for method in ("lora", "frozen_heads"):  # methods without adapter layers: the key changes nothing
+        assert trainable_names(make(method, ["model.prefix_lora=true"])) == trainable_names(make(method))

@@ -146,6 +146,11 @@ class ModelConfig:
     #: shared: one multi-scale decoder for every task (task streams still decoded separately); per_task: one
     #: decoder per task, each reading its own task's stream (docs/method.md, "Decoder")
     decoder: str = "shared"
+    #: full: dense 3x3 convolutions in the decoder and heads; separable: depthwise + pointwise [ours]
+    decoder_conv: str = "full"
+    #: ours (adapters): LoRA (model.lora.rank/alpha) on the attention of the blocks before the adapter
+    #: blocks, shared by every task [ours] (docs/method.md, "Shared adaptation of the prefix")
+    prefix_lora: bool = False
     taa: TAAConfig = field(default_factory=TAAConfig)
     tsn: TSNConfig = field(default_factory=TSNConfig)
     troa: TROAConfig = field(default_factory=TROAConfig)
@@ -451,7 +456,7 @@ def _validate_data(p: str, d: DataConfig) -> None:
 def validate(cfg: Config) -> None:
     """Check names against the registries and numbers against their ranges."""
     from taskadapt.models import list_backbones
-    from taskadapt.models.decoder import DECODER_LAYOUTS
+    from taskadapt.models.decoder import DECODER_CONVS, DECODER_LAYOUTS
     from taskadapt.models.methods import list_methods
     from taskadapt.tasks import list_tasks
 
@@ -480,6 +485,7 @@ def validate(cfg: Config) -> None:
     _positive("model.decoder_channels", m.decoder_channels)
     _positive("model.task_embed_std", m.task_embed_std)
     _one_of("model.decoder", m.decoder, list(DECODER_LAYOUTS), "decoder layout")
+    _one_of("model.decoder_conv", m.decoder_conv, list(DECODER_CONVS), "decoder convolution")
     _positive("model.lora.rank", m.lora.rank)
     _positive("model.tsn.hidden", m.tsn.hidden)
     for key in ("img_size", "task_embed_dim"):

@@ -24,13 +24,29 @@ DECODER_LAYOUTS = {
 }
 
 
+#: model.decoder_conv values: the 3x3 convolutions of the decoder and heads
+DECODER_CONVS = {
+    "full": "dense 3x3 convolutions (C*C*9 weights each)",
+    "separable": "depthwise 3x3 then pointwise 1x1 (C*9 + C*C weights each): about 1/8 of a dense one at 64 ch",
+}
+
+
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, channels), channels)
 
 
 class ConvNormAct(nn.Sequential):
-    def __init__(self, cin: int, cout: int, k: int = 3):
-        super().__init__(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), _norm(cout), nn.GELU())
+    """3x3 conv (dense, or depthwise-separable [ours]), GroupNorm, GELU. (S, cin, h, w) -> (S, cout, h, w)."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, conv: str = "full"):
+        if conv == "separable":
+            layers: list[nn.Module] = [nn.Conv2d(cin, cin, k, padding=k // 2, groups=cin, bias=False),
+                                       nn.Conv2d(cin, cout, 1, bias=False)]
+        elif conv == "full":
+            layers = [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)]
+        else:
+            raise ValueError(f"decoder convolution '{conv}' is unknown; use one of {', '.join(DECODER_CONVS)}")
+        super().__init__(*layers, _norm(cout), nn.GELU())
 
 
 class MultiScaleDecoder(nn.Module):
@@ -40,7 +56,8 @@ class MultiScaleDecoder(nn.Module):
     tap is placed: its own stride for pyramids, 4 * 2^k for single-stride (ViT) backbones.
     """
 
-    def __init__(self, in_channels: list[int], strides: list[int], channels: int = 64, out_stride: int = 4):
+    def __init__(self, in_channels: list[int], strides: list[int], channels: int = 64, out_stride: int = 4,
+                 conv: str = "full"):
         super().__init__()
         if len(in_channels) != len(strides) or not in_channels:
             raise ValueError("the decoder needs one stride per tapped feature")
@@ -50,8 +67,8 @@ class MultiScaleDecoder(nn.Module):
         else:
             self.level_strides = list(strides)
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.fuse = nn.ModuleList(ConvNormAct(channels, channels) for _ in in_channels)
-        self.refine = ConvNormAct(channels, channels)
+        self.fuse = nn.ModuleList(ConvNormAct(channels, channels, conv=conv) for _ in in_channels)
+        self.refine = ConvNormAct(channels, channels, conv=conv)
 
     def project(self, index: int, feature: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
         """1x1 projection of tap ``index`` placed at its pyramid level's size. (S, C_i, h, w) -> (S, ch, h', w')."""
@@ -81,11 +98,12 @@ class MultiScaleDecoder(nn.Module):
 
 
 class TaskHead(nn.Module):
-    """Per-task head: 3x3 conv, GELU, 1x1 conv to the task's output channels. (S, ch, h, w) -> (S, out, h, w)."""
+    """Per-task head: 3x3 conv (dense or separable), GELU, 1x1 conv to the task's output channels.
+    (S, ch, h, w) -> (S, out, h, w)."""
 
-    def __init__(self, channels: int, out_channels: int):
+    def __init__(self, channels: int, out_channels: int, conv: str = "full"):
         super().__init__()
-        self.conv = ConvNormAct(channels, channels)
+        self.conv = ConvNormAct(channels, channels, conv=conv)
         self.out = nn.Conv2d(channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

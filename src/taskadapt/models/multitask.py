@@ -100,6 +100,8 @@ class MultiTaskModel(nn.Module):
         task_embed_std: float = 0.02,
         decoder_channels: int = 64,
         decoder: str = "shared",
+        decoder_conv: str = "full",
+        prefix_lora: bool = False,
         tsn_hidden: int = 32,
         taa_per_head: bool = False,
         taa_block_size: int | None = None,
@@ -147,6 +149,9 @@ class MultiTaskModel(nn.Module):
             self.split = self.adapter_steps[0]
             if self.split > self.last_step:
                 raise ConfigError("the adapter blocks come after the last decoder tap; choose earlier blocks")
+            if prefix_lora:  # [ours] the shared prefix adapts too, once for every task (method.md)
+                for step in steps[:self.split]:
+                    add_lora(step.module, rank=lora_rank, alpha=lora_alpha)
             if task_embed_dim is None:
                 window = getattr(backbone, "window_size", None)
                 task_embed_dim = int(window) ** 3 if backbone.family == "swin" and window else 128
@@ -198,7 +203,8 @@ class MultiTaskModel(nn.Module):
 
         def new_decoder() -> MultiScaleDecoder:
             return MultiScaleDecoder([backbone.tap_channels(i) for i in self.taps],
-                                     [backbone.tap_stride(i) for i in self.taps], decoder_channels)
+                                     [backbone.tap_stride(i) for i in self.taps], decoder_channels,
+                                     conv=decoder_conv)
 
         # shared: the parameter names stay decoder.* (checkpoints of earlier versions load as they are)
         self.decoder = new_decoder() if decoder == "shared" else None
@@ -209,7 +215,7 @@ class MultiTaskModel(nn.Module):
             k = self.num_classes.get(t)
             if spec.kind == "classification" and k is None:
                 raise ConfigError(f"task '{t}' needs its number of classes (num_classes={{'{t}': K}})")
-            heads[t] = TaskHead(decoder_channels, spec.out_channels(k))
+            heads[t] = TaskHead(decoder_channels, spec.out_channels(k), conv=decoder_conv)
         self.heads = nn.ModuleDict(heads)
 
     @staticmethod
