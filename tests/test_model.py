@@ -260,3 +260,24 @@ def test_prefix_lora_adapts_the_shared_prefix_and_starts_exact():
     assert any(m.lora_B.grad.abs().sum() > 0 for m in wrapped)
     for method in ("lora", "frozen_heads"):  # methods without adapter layers: the key changes nothing
         assert trainable_names(make(method, ["model.prefix_lora=true"])) == trainable_names(make(method))
+
+
+def test_learned_resampling_starts_as_pooling_and_nearest_upsampling():
+    from taskadapt.models.decoder import LevelResample
+
+    x = torch.arange(64.0).view(1, 1, 8, 8)
+    down = LevelResample(1, tap_stride=8, level_stride=32)  # 8x8 tokens -> the stride-32 level, 2x2
+    torch.testing.assert_close(down(x, (2, 2)), torch.nn.functional.avg_pool2d(x, 4))  # every token counts
+    up = LevelResample(1, tap_stride=8, level_stride=4)
+    torch.testing.assert_close(up(x, (16, 16)), x.repeat_interleave(2, -1).repeat_interleave(2, -2))
+    assert LevelResample(1, 8, 8).op is None and LevelResample(1, 8, 12).op is None  # nothing to learn
+    assert down(torch.ones(1, 1, 3, 3), (1, 1)).shape == (1, 1, 1, 1)  # smaller than the window: bilinear
+    model = make("adapters", ["model.decoder_resample=learned"])
+    ops = [r.op for r in model.decoder.resample]
+    assert [type(op).__name__ if op is not None else None for op in ops] == [
+        "ConvTranspose2d", None, "Conv2d", "Conv2d"]  # taps at stride 8 placed at 4, 8, 16, 32
+    data = batch()
+    MultiTaskLoss(model.tasks)(model.train()(data["image"]), data).total.backward()
+    assert all(op.weight.grad is not None and op.weight.grad.abs().sum() > 0 for op in ops if op is not None)
+    with pytest.raises(ConfigError, match="model.decoder_resample"):
+        load_config(None, ["model.decoder_resample=nearest"])

@@ -148,6 +148,9 @@ class ModelConfig:
     decoder: str = "shared"
     #: full: dense 3x3 convolutions in the decoder and heads; separable: depthwise + pointwise [ours]
     decoder_conv: str = "full"
+    #: interpolate: bilinear resampling of ViT taps to the pyramid levels; learned: depthwise strided /
+    #: transposed convolutions [ours] (docs/method.md, "Decoder")
+    decoder_resample: str = "interpolate"
     #: ours (adapters): LoRA (model.lora.rank/alpha) on the attention of the blocks before the adapter
     #: blocks, shared by every task [ours] (docs/method.md, "Shared adaptation of the prefix")
     prefix_lora: bool = False
@@ -456,7 +459,7 @@ def _validate_data(p: str, d: DataConfig) -> None:
 def validate(cfg: Config) -> None:
     """Check names against the registries and numbers against their ranges."""
     from taskadapt.models import list_backbones
-    from taskadapt.models.decoder import DECODER_CONVS, DECODER_LAYOUTS
+    from taskadapt.models.decoder import DECODER_CONVS, DECODER_LAYOUTS, DECODER_RESAMPLING
     from taskadapt.models.methods import list_methods
     from taskadapt.tasks import list_tasks
 
@@ -486,6 +489,7 @@ def validate(cfg: Config) -> None:
     _positive("model.task_embed_std", m.task_embed_std)
     _one_of("model.decoder", m.decoder, list(DECODER_LAYOUTS), "decoder layout")
     _one_of("model.decoder_conv", m.decoder_conv, list(DECODER_CONVS), "decoder convolution")
+    _one_of("model.decoder_resample", m.decoder_resample, list(DECODER_RESAMPLING), "decoder resampling")
     _positive("model.lora.rank", m.lora.rank)
     _positive("model.tsn.hidden", m.tsn.hidden)
     for key in ("img_size", "task_embed_dim"):

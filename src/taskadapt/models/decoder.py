@@ -31,6 +31,13 @@ DECODER_CONVS = {
 }
 
 
+#: model.decoder_resample values: how a tap reaches its pyramid level's size (single-stride backbones)
+DECODER_RESAMPLING = {
+    "interpolate": "bilinear interpolation (shrinking a map this way samples a few of its points)",
+    "learned": "a depthwise strided convolution (down) or transposed convolution (up) per tap [ours]",
+}
+
+
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, channels), channels)
 
@@ -49,6 +56,38 @@ class ConvNormAct(nn.Sequential):
         super().__init__(*layers, _norm(cout), nn.GELU())
 
 
+class LevelResample(nn.Module):
+    """Learned move of a projected tap (S, ch, h, w) from stride ``tap_stride`` to ``level_stride`` [ours].
+
+    An integer ratio f > 1 down: a depthwise f x f convolution of stride f, initialised as average pooling
+    (every token contributes, where bilinear interpolation reads about one in f^2); up: a depthwise f x f
+    transposed convolution of stride f, initialised as nearest-neighbour upsampling. Equal strides, or a
+    ratio that is not an integer: nothing to learn (bilinear). A size off by the rounding of odd inputs is
+    finished by bilinear interpolation, and so is a map smaller than the window. ``forward(x, size)`` -> (S, ch, *size).
+    """
+
+    def __init__(self, channels: int, tap_stride: int, level_stride: int):
+        super().__init__()
+        self.op: nn.Module | None = None
+        if level_stride > tap_stride and level_stride % tap_stride == 0:
+            f = level_stride // tap_stride
+            self.op = nn.Conv2d(channels, channels, f, stride=f, groups=channels, bias=False)
+            nn.init.constant_(self.op.weight, 1.0 / (f * f))
+        elif tap_stride > level_stride and tap_stride % level_stride == 0:
+            f = tap_stride // level_stride
+            self.op = nn.ConvTranspose2d(channels, channels, f, stride=f, groups=channels, bias=False)
+            nn.init.constant_(self.op.weight, 1.0)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        op = self.op
+        # a map smaller than the pooling window (a tiny input) falls back to interpolation
+        if op is not None and (isinstance(op, nn.ConvTranspose2d) or min(x.shape[-2:]) >= op.kernel_size[0]):
+            x = op(x)
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
+
+
 class MultiScaleDecoder(nn.Module):
     """Fuse taps (S, C_i, H/s_i, W/s_i) into one (S, channels, H/4, W/4) map.
 
@@ -57,8 +96,10 @@ class MultiScaleDecoder(nn.Module):
     """
 
     def __init__(self, in_channels: list[int], strides: list[int], channels: int = 64, out_stride: int = 4,
-                 conv: str = "full"):
+                 conv: str = "full", resample: str = "interpolate"):
         super().__init__()
+        if resample not in DECODER_RESAMPLING:
+            raise ValueError(f"decoder resampling '{resample}' is unknown; use one of {', '.join(DECODER_RESAMPLING)}")
         if len(in_channels) != len(strides) or not in_channels:
             raise ValueError("the decoder needs one stride per tapped feature")
         self.out_stride = out_stride
@@ -69,11 +110,17 @@ class MultiScaleDecoder(nn.Module):
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
         self.fuse = nn.ModuleList(ConvNormAct(channels, channels, conv=conv) for _ in in_channels)
         self.refine = ConvNormAct(channels, channels, conv=conv)
+        self.resample = None
+        if resample == "learned":
+            self.resample = nn.ModuleList(LevelResample(channels, s, level)
+                                          for s, level in zip(strides, self.level_strides, strict=True))
 
     def project(self, index: int, feature: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
         """1x1 projection of tap ``index`` placed at its pyramid level's size. (S, C_i, h, w) -> (S, ch, h', w')."""
         x = self.lateral[index](feature)
         size = self.level_size(index, image_hw)
+        if self.resample is not None:
+            return self.resample[index](x, size)
         if x.shape[-2:] != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return x

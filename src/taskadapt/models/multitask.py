@@ -101,6 +101,7 @@ class MultiTaskModel(nn.Module):
         decoder_channels: int = 64,
         decoder: str = "shared",
         decoder_conv: str = "full",
+        decoder_resample: str = "interpolate",
         prefix_lora: bool = False,
         tsn_hidden: int = 32,
         taa_per_head: bool = False,
@@ -204,7 +205,7 @@ class MultiTaskModel(nn.Module):
         def new_decoder() -> MultiScaleDecoder:
             return MultiScaleDecoder([backbone.tap_channels(i) for i in self.taps],
                                      [backbone.tap_stride(i) for i in self.taps], decoder_channels,
-                                     conv=decoder_conv)
+                                     conv=decoder_conv, resample=decoder_resample)
 
         # shared: the parameter names stay decoder.* (checkpoints of earlier versions load as they are)
         self.decoder = new_decoder() if decoder == "shared" else None
