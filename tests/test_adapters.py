@@ -174,3 +174,22 @@ def test_wrong_adapter_block_index_is_a_clear_error():
 
     with pytest.raises(ConfigError, match=r"out of range: .* has 6 blocks \(0..5\)"):
         tiny_model(adapter_blocks=[2, 9])
+
+
+def test_taa_blocks_aligned_to_the_grid_give_the_prefix_tokens_a_block_of_their_own():
+    # 1 class token + a 2x2 patch grid, b = grid width 2: blocks {0}, {1, 2}, {3, 4} -- rows of patches
+    taa = TaskAttentionBias(num_tokens=5, block_size=2, cond_dim=2, prefix_tokens=1)
+    with torch.no_grad():
+        taa.A.fill_(1.0)
+    support = taa(torch.zeros(1, 2), batch=1)[0, 0] != 0
+    expected = torch.zeros(5, 5, dtype=torch.bool)
+    for block in ([0], [1, 2], [3, 4]):
+        for i in block:
+            expected[i, block] = True
+    assert torch.equal(support, expected)
+    unaligned = TaskAttentionBias(num_tokens=5, block_size=2, cond_dim=2)
+    with torch.no_grad():
+        unaligned.A.fill_(1.0)
+    assert unaligned(torch.zeros(1, 2), batch=1)[0, 0, 1, 2] == 0  # without: token 1 and 2 sit in two blocks
+    with pytest.raises(ValueError, match="prefix tokens"):
+        TaskAttentionBias(num_tokens=5, block_size=2, cond_dim=2, prefix_tokens=5)

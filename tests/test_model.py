@@ -281,3 +281,37 @@ def test_learned_resampling_starts_as_pooling_and_nearest_upsampling():
     assert all(op.weight.grad is not None and op.weight.grad.abs().sum() > 0 for op in ops if op is not None)
     with pytest.raises(ConfigError, match="model.decoder_resample"):
         load_config(None, ["model.decoder_resample=nearest"])
+
+
+def test_taa_align_to_grid_uses_the_backbone_prefix_tokens():
+    aligned = make("adapters", ["model.taa.align_to_grid=true"], base=TINY_DINO)  # 1 class + 4 registers
+    taa = next(iter(aligned.adapter_layers.values())).taa
+    support = (taa._cols >= 5) == (taa._rows >= 5)  # every pair sits on one side of the prefix boundary
+    assert bool(support.all()) and int((taa._rows < 5).sum()) > 0
+    plain = next(iter(make("adapters", base=TINY_DINO).adapter_layers.values())).taa
+    assert not bool(((plain._cols >= 5) == (plain._rows >= 5)).all())
+
+
+@pytest.mark.parametrize("method", ["adapters", "mtl_finetune", "lora", "stl"])
+def test_the_model_names_its_pretrained_parameters_for_the_learning_rates(method):
+    from taskadapt.train.trainer import param_groups
+
+    cfg = load_config(None, [*TINY_VIT, f"model.method={method}", "model.prefix_lora=true",
+                             "train.lr=0.002", "train.backbone_lr=0.0001"])
+    torch.manual_seed(0)
+    model = create_model(cfg)
+    slow = {id(p) for g in param_groups(model, cfg) if g["lr"] == 0.0001 for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in slow}
+    assert names == model.pretrained_parameter_names()
+    assert not any("lora_" in n or ".film." in n or "decoder" in n or "heads." in n for n in names)
+    if method == "adapters":  # TSN's gamma'/beta' come from the pretrained LayerNorm: slow by default
+        assert any(n.endswith("norm1.weight") for n in names)
+        cfg_new = load_config(None, [*TINY_VIT, "model.tsn.lr=new"])
+        tsn_new = create_model(cfg_new).pretrained_parameter_names()
+        assert not tsn_new and not any(n.endswith("norm1.weight") for n in tsn_new)
+    elif method in ("mtl_finetune", "stl"):
+        assert any(n.endswith("qkv.weight") for n in names)
+    else:
+        assert not names  # lora: the backbone stays frozen
+    with pytest.raises(ConfigError, match="model.tsn.lr"):
+        load_config(None, ["model.tsn.lr=fast"])

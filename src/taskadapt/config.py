@@ -87,6 +87,8 @@ class TAAConfig:
     per_head: bool = False
     #: block width b of the block-diagonal bias; null = family default (Swin: window size, ViT/PVT: grid width)
     block_size: int | None = None
+    #: ViT: the class/register tokens get blocks of their own and patch blocks start on a row [ours]
+    align_to_grid: bool = False
 
 
 @dataclass
@@ -96,6 +98,9 @@ class TSNConfig:
     enabled: bool = True
     #: width of w~_t = Linear(w_t) that feeds gamma_t and beta_t (a low-rank map; ours)
     hidden: int = 32
+    #: learning rate of gamma'/beta' (initialised from the pretrained LayerNorm): backbone = train.backbone_lr,
+    #: as every fine-tuned pretrained weight; new = train.lr, as the other adapter parameters [ours]
+    lr: str = "backbone"
 
 
 @dataclass
@@ -492,6 +497,7 @@ def validate(cfg: Config) -> None:
     _one_of("model.decoder_resample", m.decoder_resample, list(DECODER_RESAMPLING), "decoder resampling")
     _positive("model.lora.rank", m.lora.rank)
     _positive("model.tsn.hidden", m.tsn.hidden)
+    _one_of("model.tsn.lr", m.tsn.lr, ["backbone", "new"], "TSN learning rate")
     for key in ("img_size", "task_embed_dim"):
         if getattr(m, key) is not None:
             _positive(f"model.{key}", getattr(m, key))

@@ -81,14 +81,20 @@ class TaskAttentionBias(nn.Module):
     with ``A`` (N, b) learnable and zero-initialised, and ``Bias_t = blockdiag(M_t[0:b], M_t[b:2b], ...)``
     (N, N), zero off the diagonal blocks. [ours] When b does not divide N the last block is cut to the
     remaining tokens; ``per_head`` learns one ``A`` and one modulation per attention head.
+    ``prefix_tokens`` P > 0 [ours] aligns the blocks to the token grid: the first P tokens (a ViT's class
+    and register tokens) are tiled on their own and the patch blocks start at token P, so with b = grid
+    width every block is one row of patches (with P = 0, a ViT's blocks straddle rows by P tokens).
 
     ``forward(w (T, D), batch B) -> bias (T*B, heads or 1, N, N)`` for the blocks' ``attn_bias``.
     """
 
-    def __init__(self, num_tokens: int, block_size: int, cond_dim: int, num_heads: int = 1, per_head: bool = False):
+    def __init__(self, num_tokens: int, block_size: int, cond_dim: int, num_heads: int = 1, per_head: bool = False,
+                 prefix_tokens: int = 0):
         super().__init__()
         if block_size < 1:
             raise ValueError(f"TAA block size must be >= 1, got {block_size}")
+        if not 0 <= prefix_tokens < num_tokens:
+            raise ValueError(f"TAA prefix tokens must be in [0, {num_tokens}), got {prefix_tokens}")
         self.num_tokens = num_tokens
         self.block_size = b = min(block_size, num_tokens)
         self.heads = num_heads if per_head else 1
@@ -96,10 +102,13 @@ class TaskAttentionBias(nn.Module):
         self.film = nn.Linear(cond_dim, 2 * b * self.heads)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
-        # row i of the bias holds M[i, j] at column (i // b) * b + j, where that column exists
+        # row i of the bias holds M[i, j] at column start(i) + j, where that column is inside i's segment:
+        # segments [0, P) and [P, N) are each tiled by blocks of b from their first token
         rows = torch.arange(num_tokens).unsqueeze(1).expand(num_tokens, b)
-        cols = (rows // b) * b + torch.arange(b)
-        valid = cols < num_tokens
+        seg_start = torch.where(rows < prefix_tokens, 0, prefix_tokens)
+        seg_end = torch.where(rows < prefix_tokens, prefix_tokens, num_tokens)
+        cols = seg_start + ((rows - seg_start) // b) * b + torch.arange(b)
+        valid = cols < seg_end
         self.register_buffer("_rows", rows[valid], persistent=False)
         self.register_buffer("_cols", cols[valid], persistent=False)
         self.register_buffer("_valid", valid, persistent=False)

@@ -53,8 +53,9 @@ def create_model(cfg: Config, num_classes: Mapping[str, int] | None = None) -> M
             task_embed_std=m.task_embed_std,
             decoder_channels=m.decoder_channels, decoder=m.decoder,
             decoder_conv=m.decoder_conv, decoder_resample=m.decoder_resample,
-            prefix_lora=m.prefix_lora, tsn_hidden=m.tsn.hidden,
+            prefix_lora=m.prefix_lora, tsn_hidden=m.tsn.hidden, tsn_lr=m.tsn.lr,
             taa_per_head=m.taa.per_head, taa_block_size=m.taa.block_size,
+            taa_align_to_grid=m.taa.align_to_grid,
             troa_measure=m.troa.measure, troa_momentum=m.troa.momentum,
             lora_rank=m.lora.rank, lora_alpha=m.lora.alpha,
         )

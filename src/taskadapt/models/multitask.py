@@ -27,7 +27,7 @@ from taskadapt.errors import ConfigError
 from taskadapt.models.adapters import Bottleneck, TaskAttentionBias, TaskConditioning, TaskScaledNorm
 from taskadapt.models.backbones import Backbone
 from taskadapt.models.decoder import DECODER_LAYOUTS, MultiScaleDecoder, TaskHead
-from taskadapt.models.lora import add_lora
+from taskadapt.models.lora import LoRALinear, add_lora
 from taskadapt.models.methods import MethodPlan, get_method
 from taskadapt.models.troa import TaskAffinity
 from taskadapt.tasks import get_task
@@ -104,8 +104,10 @@ class MultiTaskModel(nn.Module):
         decoder_resample: str = "interpolate",
         prefix_lora: bool = False,
         tsn_hidden: int = 32,
+        tsn_lr: str = "backbone",
         taa_per_head: bool = False,
         taa_block_size: int | None = None,
+        taa_align_to_grid: bool = False,
         troa_measure: str = "projection",
         troa_momentum: float = 0.9,
         lora_rank: int = 4,
@@ -124,6 +126,7 @@ class MultiTaskModel(nn.Module):
         plan = self.plan
         steps = backbone.steps()
         blocks = backbone.block_steps()
+        self.tsn_lr = tsn_lr
         self.taps = sorted(backbone.default_taps())
         self.last_step = max(self.taps)
 
@@ -185,7 +188,8 @@ class MultiTaskModel(nn.Module):
                         )
                     heads = block.attn.num_heads
                     size = taa_block_size or self._default_taa_block(backbone, n_q)
-                    taa = TaskAttentionBias(n_q, size, task_embed_dim, heads, taa_per_head)
+                    prefix = getattr(backbone, "num_prefix_tokens", 0) if taa_align_to_grid else 0
+                    taa = TaskAttentionBias(n_q, size, task_embed_dim, heads, taa_per_head, prefix)
                 layers[str(i)] = AdapterLayer(dim, bottleneck_ratio, bn_norm, taa)
             self.adapter_layers = nn.ModuleDict(layers)
 
@@ -218,6 +222,20 @@ class MultiTaskModel(nn.Module):
                 raise ConfigError(f"task '{t}' needs its number of classes (num_classes={{'{t}': K}})")
             heads[t] = TaskHead(decoder_channels, spec.out_channels(k), conv=decoder_conv)
         self.heads = nn.ModuleDict(heads)
+
+    def pretrained_parameter_names(self) -> set[str]:
+        """Trainable parameters that start from pretrained values and fine-tune at ``train.backbone_lr``
+        (the trainer asks; everything else trains at ``train.lr``): the backbone's own weights, and TSN's
+        gamma'/beta' unless ``model.tsn.lr=new``. LoRA factors and TSN's maps live in the backbone but are new."""
+        new: set[int] = set()
+        for m in self.backbone.modules():
+            if isinstance(m, LoRALinear):
+                new |= {id(m.lora_A), id(m.lora_B)}
+            elif isinstance(m, TaskScaledNorm):
+                new |= {id(p) for p in m.film.parameters()}
+                if self.tsn_lr == "new":
+                    new |= {id(m.weight), id(m.bias)}
+        return {f"backbone.{n}" for n, p in self.backbone.named_parameters() if p.requires_grad and id(p) not in new}
 
     @staticmethod
     def _default_taa_block(backbone: Backbone, num_tokens: int) -> int:
@@ -393,6 +411,10 @@ class SingleTaskEnsemble(nn.Module):
     def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None,
                         samples: int | None = None) -> bool:
         return False
+
+    def pretrained_parameter_names(self) -> set[str]:
+        """Each single-task model's pretrained parameters, named as in this ensemble."""
+        return {f"models.{t}.{n}" for t, m in self.models.items() for n in m.pretrained_parameter_names()}
 
     def freeze_tasks(self, tasks: Sequence[str]) -> None:
         """Zero-shot tasks: their single-task models never train."""

@@ -69,15 +69,17 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
-    """AdamW groups: fine-tuned pretrained backbone weights at ``train.backbone_lr``; everything new at
-    ``train.lr``; no weight decay on 1-D tensors (biases, norms) and embeddings."""
+    """AdamW groups: fine-tuned pretrained weights (the model names them: ``pretrained_parameter_names``)
+    at ``train.backbone_lr``; everything new at ``train.lr``; no weight decay on 1-D tensors (biases,
+    norms) and embeddings."""
     t = cfg.train
+    model = _unwrap(model)
+    pretrained = model.pretrained_parameter_names()
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        pretrained = ("backbone." in f".{name}") and ".film." not in name and "lora_" not in name
-        lr = (t.backbone_lr or t.lr) if pretrained else t.lr
+        lr = (t.backbone_lr or t.lr) if name in pretrained else t.lr
         embedding = name.endswith(("pos_embed", "cls_token", "reg_token", "task_embeddings"))
         decay = 0.0 if p.ndim <= 1 or embedding else t.weight_decay
         groups.setdefault((lr, decay), []).append(p)
