@@ -11,6 +11,7 @@ from taskadapt.config import load_config
 from taskadapt.errors import ConfigError
 from taskadapt.losses import MultiTaskLoss
 from taskadapt.models import SingleTaskEnsemble, create_model
+from taskadapt.models.adapters import TaskScaledNorm
 from taskadapt.models.lora import LoRALinear, add_lora
 from taskadapt.models.methods import list_methods
 from taskadapt.models.params import count_trainable, parameter_table
@@ -315,3 +316,25 @@ def test_the_model_names_its_pretrained_parameters_for_the_learning_rates(method
         assert not names  # lora: the backbone stays frozen
     with pytest.raises(ConfigError, match="model.tsn.lr"):
         load_config(None, ["model.tsn.lr=fast"])
+
+
+def test_tsn_task_offset_starts_exact_and_makes_the_streams_differ():
+    plain, offset = make("adapters"), make("adapters", ["model.tsn.task_offset=true"])
+    norms = [m for m in offset.modules() if isinstance(m, TaskScaledNorm)]
+    assert norms and all(m.task_offset.shape == (4, 2 * m.dim) for m in norms)
+    assert count_trainable(offset) - count_trainable(plain) == sum(m.task_offset.numel() for m in norms)
+    offset.load_state_dict(plain.state_dict(), strict=False)
+    image = batch()["image"]
+    with torch.no_grad():
+        a, b = plain.eval()(image), offset.eval()(image)
+        assert all(torch.allclose(a[t], b[t], atol=1e-6) for t in a)  # zero offsets: the same model
+        norms[0].task_offset[offset.tasks.index("depth"), 0] = 1.0  # depth's stream only
+        c = offset(image)
+    assert not torch.allclose(c["depth"], b["depth"])
+    assert all(torch.equal(c[t], b[t]) for t in offset.tasks if t != "depth")
+    offset.freeze_tasks(["normals"])  # a zero-shot task's offset rows never move
+    offset.train()
+    data = batch()
+    MultiTaskLoss(offset.tasks)(offset(data["image"]), data).total.backward()
+    grad = norms[0].task_offset.grad  # a block norm (the bottleneck's feeds a zero up-projection at init)
+    assert grad[offset.tasks.index("normals")].abs().sum() == 0 and grad.abs().sum() > 0

@@ -101,6 +101,9 @@ class TSNConfig:
     #: learning rate of gamma'/beta' (initialised from the pretrained LayerNorm): backbone = train.backbone_lr,
     #: as every fine-tuned pretrained weight; new = train.lr, as the other adapter parameters [ours]
     lr: str = "backbone"
+    #: a free per-task offset of gamma_t/beta_t (T x 2C per norm, zero-initialised) on top of the
+    #: embedding-conditioned maps [ours] (docs/method.md, "TSN")
+    task_offset: bool = False
 
 
 @dataclass

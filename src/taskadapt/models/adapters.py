@@ -43,12 +43,16 @@ class TaskScaledNorm(nn.Module):
     LayerNorm exactly at step 0. [ours] ``w~_t`` has a small width (``hidden``, default 32): the two
     maps are then a low-rank factorisation of ``D -> 2C``, which keeps TSN cheap on wide stages
     (a full ``Linear(343, 2 * 768)`` per norm would cost 0.5 M parameters on Swin's last stage).
+    [ours] ``num_tasks`` T > 0 adds a free per-task offset ``(gamma_t, beta_t) += delta_t`` (T, 2C),
+    zero-initialised: Adam moves each task's row at the full learning rate, where the embedding path
+    grows only as a product of small factors (docs/method.md, "TSN").
 
     Input (T*B, ..., C) -> same shape.
     """
 
     def __init__(self, normalized_dim: int, cond_dim: int, conditioning: TaskConditioning, eps: float = 1e-6,
-                 weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, hidden: int = 32):
+                 weight: torch.Tensor | None = None, bias: torch.Tensor | None = None, hidden: int = 32,
+                 num_tasks: int = 0):
         super().__init__()
         self.eps = eps
         self.dim = normalized_dim
@@ -57,17 +61,21 @@ class TaskScaledNorm(nn.Module):
         self.film = nn.Sequential(nn.Linear(cond_dim, hidden), nn.Linear(hidden, 2 * normalized_dim))
         nn.init.zeros_(self.film[1].weight)
         nn.init.zeros_(self.film[1].bias)
+        self.task_offset = nn.Parameter(torch.zeros(num_tasks, 2 * normalized_dim)) if num_tasks else None
         self._conditioning = conditioning  # a plain attribute: not a submodule, not in the state dict
 
     @classmethod
     def from_layernorm(cls, norm: nn.LayerNorm, cond_dim: int, conditioning: TaskConditioning,
-                       hidden: int = 32) -> TaskScaledNorm:
+                       hidden: int = 32, num_tasks: int = 0) -> TaskScaledNorm:
         (dim,) = norm.normalized_shape
-        return cls(dim, cond_dim, conditioning, norm.eps, norm.weight, norm.bias, hidden)
+        return cls(dim, cond_dim, conditioning, norm.eps, norm.weight, norm.bias, hidden, num_tasks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._conditioning.get()  # (T, D)
-        gamma_t, beta_t = self.film(w).chunk(2, dim=-1)  # (T, C) each
+        film = self.film(w)
+        if self.task_offset is not None:
+            film = film + self.task_offset
+        gamma_t, beta_t = film.chunk(2, dim=-1)  # (T, C) each
         scale = (self.weight * (1 + gamma_t)).unsqueeze(1)  # (T, 1, C)
         shift = (self.bias + beta_t).unsqueeze(1)
         xn = F.layer_norm(x, (self.dim,), eps=self.eps)

@@ -54,6 +54,7 @@ def create_model(cfg: Config, num_classes: Mapping[str, int] | None = None) -> M
             decoder_channels=m.decoder_channels, decoder=m.decoder,
             decoder_conv=m.decoder_conv, decoder_resample=m.decoder_resample,
             prefix_lora=m.prefix_lora, tsn_hidden=m.tsn.hidden, tsn_lr=m.tsn.lr,
+            tsn_task_offset=m.tsn.task_offset,
             taa_per_head=m.taa.per_head, taa_block_size=m.taa.block_size,
             taa_align_to_grid=m.taa.align_to_grid,
             troa_measure=m.troa.measure, troa_momentum=m.troa.momentum,

@@ -105,6 +105,7 @@ class MultiTaskModel(nn.Module):
         prefix_lora: bool = False,
         tsn_hidden: int = 32,
         tsn_lr: str = "backbone",
+        tsn_task_offset: bool = False,
         taa_per_head: bool = False,
         taa_block_size: int | None = None,
         taa_align_to_grid: bool = False,
@@ -173,9 +174,10 @@ class MultiTaskModel(nn.Module):
                         p.requires_grad_(True)
                 if plan.tsn:
                     D, ctx = task_embed_dim, self.conditioning
-                    block.norm1 = TaskScaledNorm.from_layernorm(block.norm1, D, ctx, tsn_hidden)
-                    block.norm2 = TaskScaledNorm.from_layernorm(block.norm2, D, ctx, tsn_hidden)
-                    bn_norm: nn.Module = TaskScaledNorm(dim, D, ctx, eps=1e-6, hidden=tsn_hidden)
+                    T = len(self.tasks) if tsn_task_offset else 0
+                    block.norm1 = TaskScaledNorm.from_layernorm(block.norm1, D, ctx, tsn_hidden, T)
+                    block.norm2 = TaskScaledNorm.from_layernorm(block.norm2, D, ctx, tsn_hidden, T)
+                    bn_norm: nn.Module = TaskScaledNorm(dim, D, ctx, eps=1e-6, hidden=tsn_hidden, num_tasks=T)
                 else:
                     bn_norm = nn.LayerNorm(dim, eps=1e-6)
                 taa = None
@@ -233,6 +235,8 @@ class MultiTaskModel(nn.Module):
                 new |= {id(m.lora_A), id(m.lora_B)}
             elif isinstance(m, TaskScaledNorm):
                 new |= {id(p) for p in m.film.parameters()}
+                if m.task_offset is not None:
+                    new.add(id(m.task_offset))
                 if self.tsn_lr == "new":
                     new |= {id(m.weight), id(m.bias)}
         return {f"backbone.{n}" for n, p in self.backbone.named_parameters() if p.requires_grad and id(p) not in new}
@@ -394,6 +398,9 @@ class MultiTaskModel(nn.Module):
             keep = torch.ones(len(self.tasks), 1)
             keep[rows] = 0.0
             self.task_embeddings.register_hook(lambda g: g * keep.to(g.device, g.dtype))
+            for m in self.modules():  # TSN's free per-task offsets (model.tsn.task_offset): the same rows
+                if isinstance(m, TaskScaledNorm) and m.task_offset is not None:
+                    m.task_offset.register_hook(lambda g: g * keep.to(g.device, g.dtype))
 
 
 class SingleTaskEnsemble(nn.Module):

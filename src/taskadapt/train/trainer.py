@@ -80,7 +80,7 @@ def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
         if not p.requires_grad:
             continue
         lr = (t.backbone_lr or t.lr) if name in pretrained else t.lr
-        embedding = name.endswith(("pos_embed", "cls_token", "reg_token", "task_embeddings"))
+        embedding = name.endswith(("pos_embed", "cls_token", "reg_token", "task_embeddings", "task_offset"))
         decay = 0.0 if p.ndim <= 1 or embedding else t.weight_decay
         groups.setdefault((lr, decay), []).append(p)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
