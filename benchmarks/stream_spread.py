@@ -7,8 +7,9 @@ For each checkpoint of ours (``adapters`` and its ablations), on the first ``--c
 - **streams**: at every tap after the split, the spread of the task streams' features,
   ||f_t - mean_t f|| / ||mean_t f||, in percent (mean over tasks and images). 0 means every task sees the
   same features: the task-specific conditioning does nothing.
-- **TSN scale / shift**: the task-specific part of every TSN relative to its shared part,
-  ||gamma' * gamma_t|| / ||gamma'|| and ||beta_t|| / ||beta'|| (percent, mean over tasks and norms).
+- **TSN scale / shift**: the task-specific part of every TSN (its maps' output minus their mean over
+  tasks, offsets included) relative to the pretrained part, ||gamma' * (gamma_t - mean gamma)|| / ||gamma'||
+  and ||beta_t - mean beta|| / ||beta'|| (percent, mean over tasks and norms).
 - **TAA bias**: the mean |Bias_t| on the block diagonal, and its task-specific part
   mean |Bias_t - mean_t Bias_t|.
 - **w spread**: ||w_t - mean_t w|| / ||mean_t w|| of the conditioning vectors (percent).
@@ -59,7 +60,9 @@ def spread(path: Path, images: torch.Tensor | None, folder: Path, count: int) ->
     scale, shift = [], []
     for m in model.modules():
         if isinstance(m, TaskScaledNorm):
-            gamma_t, beta_t = m.film(w).chunk(2, dim=-1)
+            film = m.film(w) + (m.task_offset if m.task_offset is not None else 0)
+            film = film - film.mean(0, keepdim=True)  # the task-specific part: what differs between tasks
+            gamma_t, beta_t = film.chunk(2, dim=-1)
             scale.append(((gamma_t * m.weight).norm(dim=-1) / m.weight.norm().clamp_min(1e-12)).mean().item() * 100)
             shift.append((beta_t.norm(dim=-1) / m.bias.norm().clamp_min(1e-12)).mean().item() * 100)
     bias, bias_task = [], []
@@ -74,8 +77,8 @@ def spread(path: Path, images: torch.Tensor | None, folder: Path, count: int) ->
         "method": str(predictor.meta.get("method")),
         "streams %": " / ".join(f"{r:.2f}" for r in rel) or "-",
         "w spread %": f"{w_spread:.1f}",
-        "TSN scale %": f"{np.mean(scale):.3f}" if scale else "-",
-        "TSN shift %": f"{np.mean(shift):.2f}" if shift else "-",
+        "TSN task scale %": f"{np.mean(scale):.3f}" if scale else "-",
+        "TSN task shift %": f"{np.mean(shift):.2f}" if shift else "-",
         "TAA |bias|": f"{np.mean(bias):.4f}" if bias else "-",
         "TAA task part": f"{np.mean(bias_task):.5f}" if bias_task else "-",
     }
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=32)
     args = parser.parse_args(argv)
     rows = {str(p): spread(p, None, args.images, args.count) for p in args.checkpoints}
-    columns = ["method", "streams %", "w spread %", "TSN scale %", "TSN shift %", "TAA |bias|", "TAA task part"]
+    columns = ["method", "streams %", "w spread %", "TSN task scale %", "TSN task shift %", "TAA |bias|",
+               "TAA task part"]
     table = Table(title=f"task streams on {args.count} images of {args.images} (streams: per tap after the split)")
     table.add_column("checkpoint")
     for c in columns:
