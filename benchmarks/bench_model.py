@@ -2,6 +2,7 @@
 
     python benchmarks/bench_model.py            # all three measurements
     python benchmarks/bench_model.py --only params
+    python benchmarks/bench_model.py --only inference --layout science   # issue 13's science layout
 
 1. Trainable parameters of ``adapters`` relative to ``mtl_finetune`` (Swin-T and ViT-S, 4 tasks;
    target <= 10 %).
@@ -28,12 +29,15 @@ from taskadapt.models import create_model
 from taskadapt.models.params import count_trainable
 
 TASKS = ["semseg", "depth", "normals", "edge"]
+#: --layout: model settings applied to every built model (configs/scenes_science.yaml's decoder layout)
+LAYOUTS = {"default": {}, "science": {"decoder": "per_task", "decoder_conv": "separable", "prefix_lora": "true"}}
+LAYOUT: dict[str, str] = {}
 console = Console()
 
 
 def build(backbone: str, method: str, tasks=TASKS, size: int = 224, **model):
     overrides = [f"model.backbone={backbone}", f"model.method={method}", f"data.crop_size={size}",
-                 f"data.tasks=[{','.join(tasks)}]"] + [f"model.{k}={v}" for k, v in model.items()]
+                 f"data.tasks=[{','.join(tasks)}]"] + [f"model.{k}={v}" for k, v in {**LAYOUT, **model}.items()]
     cfg = load_config(None, overrides)
     torch.manual_seed(0)
     return create_model(cfg, num_classes={"semseg": 40})
@@ -130,7 +134,11 @@ def main() -> None:
     parser.add_argument("--only", choices=["params", "troa", "inference"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="default",
+                        help="science: one separable decoder per task and prefix LoRA for every model")
     args = parser.parse_args()
+    LAYOUT.update(LAYOUTS[args.layout])
+    console.print(f"layout: {args.layout} {LAYOUTS[args.layout] or ''}")
     console.print(f"CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, torch {torch.__version__}")
     if args.only in (None, "params"):
         bench_params()
