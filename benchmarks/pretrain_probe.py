@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from taskadapt.data.scenes import CLASS_NAMES, render_scenes
 from taskadapt.metrics.segmentation import SegmentationMetric
 from taskadapt.models.backbones import create_backbone
-from taskadapt.pretrain import normalize, patchify
+from taskadapt.pretrain.data import normalize
+from taskadapt.pretrain.mae import patchify
 
 NUM_CLASSES = len(CLASS_NAMES)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from taskadapt.models import MultiTaskModel, create_backbone
+from taskadapt.models import MultiTaskModel, create_backbone, get_method
 from taskadapt.models.adapters import Bottleneck, TaskAttentionBias, TaskConditioning, TaskScaledNorm
 
 TINY = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 6, "num_heads": 2}
@@ -18,7 +18,7 @@ TASKS = ["semseg", "depth", "normals", "edge"]
 def tiny_model(method="adapters", tasks=TASKS, **kwargs) -> MultiTaskModel:
     torch.manual_seed(0)
     backbone = create_backbone("vit_tiny_patch16_224", **TINY)
-    return MultiTaskModel(backbone, tasks, {"semseg": 5}, method, decoder_channels=16, task_embed_dim=8, **kwargs)
+    return get_method(method).build(backbone, tasks, {"semseg": 5}, decoder_channels=16, task_embed_dim=8, **kwargs)
 
 
 def record_streams(model: MultiTaskModel) -> dict:
@@ -170,10 +170,17 @@ def test_frozen_prefix_runs_without_autograd_and_gets_no_gradient():
 
 
 def test_wrong_adapter_block_index_is_a_clear_error():
+    from taskadapt.config import load_config
     from taskadapt.errors import ConfigError
+    from taskadapt.models import create_model
 
-    with pytest.raises(ConfigError, match=r"out of range: .* has 6 blocks \(0..5\)"):
+    # model code raises ValueError naming its option; the factory names the config key
+    with pytest.raises(ValueError, match=r"out of range: .* has 6 blocks \(0..5\)"):
         tiny_model(adapter_blocks=[2, 9])
+    cfg = load_config(None, ["model.backbone=vit_tiny_patch16_224", "model.backbone_kwargs={depth: 6}",
+                             "data.crop_size=32", "model.adapter_blocks=[2,9]", "data.tasks=[depth]"])
+    with pytest.raises(ConfigError, match=r"config key 'model.adapter_blocks': indices \[9\] are out of range"):
+        create_model(cfg)
 
 
 def test_taa_blocks_aligned_to_the_grid_give_the_prefix_tokens_a_block_of_their_own():

@@ -10,12 +10,12 @@ from safetensors.torch import load_file, save_file
 
 import taskadapt
 from taskadapt.api import Predictor, load
+from taskadapt.checkpoint import read_meta, save_checkpoint
 from taskadapt.config import Config, build_config, load_config, to_dict
 from taskadapt.data.scenes import CLASS_NAMES
 from taskadapt.errors import CheckpointError, DatasetError
 from taskadapt.models import create_model
 from taskadapt.tasks import get_task
-from taskadapt.train.checkpoint import read_meta, save_checkpoint
 
 TINY = ["data.scenes.train=32", "data.scenes.val=4", "data.scenes.test=8", "data.scenes.size=32",
         "data.crop_size=32", "data.batch_size=4",

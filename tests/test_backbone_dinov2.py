@@ -101,8 +101,9 @@ def test_plain_vits_keep_their_layout_and_normalisation() -> None:
 
 
 # -- reduced models against timm ---------------------------------------------------------------------------
-# keys, forward_features, the step view and the taps are checked for these fixtures with the other ViTs'
-# (test_backbone_vit.py: CASES); here what only DINOv2 has
+# keys, forward_features, the step view and the taps are checked against timm for these fixtures with the
+# other ViTs' (test_backbone_vit.py: CASES), the backbone contract for every registered DINOv2 in
+# test_backbone_contract.py; here what only DINOv2 has
 @pytest.mark.parametrize("tag", CASES)
 def test_layerscale_and_prefix_tokens_as_timm(tag: str) -> None:
     model, params, rest = build_loaded(tag)

@@ -1,4 +1,7 @@
-"""PVTv2 backbones against reference outputs of real timm 1.0.31 (tests/fixtures/timm/make_pvt_v2.py)."""
+"""PVTv2 backbones against reference outputs of real timm 1.0.31 (tests/fixtures/timm/make_pvt_v2.py).
+
+The backbone contract every family keeps (step view, taps, attn_bias, replaceable norms, checkpoint round
+trips, ...) is checked for every registered PVTv2 in test_backbone_contract.py; here what is PVTv2's own."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
+import test_backbone_contract as contract
 import torch
 from safetensors import safe_open
 from torch import nn
@@ -84,12 +88,13 @@ def test_step_view_taps_equal_timm_stage_outputs(ref):
         final = model.finalize(states[-1])
     assert (final - ref["features"]).abs().max().item() <= TOL
     taps = model.default_taps()
-    assert taps[-1] == len(model.steps()) - 1 and len(taps) == 4
+    assert taps[-1] == len(model.steps()) - 1  # the final norm
     B, _, H, W = x.shape
     for stage, (tap, expected) in enumerate(zip(taps, ref["stages"], strict=True)):
         fmap = model.feature_map(states[tap], tap)
         stride = model.tap_stride(tap)
         assert stride == 4 * 2**stage
+        # any input size works: maps are ceil(size / stride) (the fixture inputs are no multiple of 32)
         assert fmap.shape == (B, model.tap_channels(tap), math.ceil(H / stride), math.ceil(W / stride))
         assert fmap.shape == expected.shape
         assert (fmap - expected).abs().max().item() <= TOL
@@ -100,11 +105,10 @@ def test_step_names_kinds_and_modules(ref):
     steps = model.steps()
     depths = ref["kwargs"]["depths"]
     assert len(steps) == sum(depths) + 4 + 3  # blocks, 4 stage norms, 3 downsamplings
+    # names are submodules, one final norm, non-block steps refuse a bias: test_backbone_contract.py
     for step in steps:
-        assert model.get_submodule(step.name) is step.module
         assert step.name.startswith(f"stages.{step.stage}.")
     kinds = [s.kind for s in steps]
-    assert kinds[-1] == "norm" and kinds.count("norm") == 1
     assert kinds.count("block") == sum(depths)
     assert [s.name for s in steps if s.kind == "transition"] == [
         "stages.0.norm",
@@ -115,32 +119,18 @@ def test_step_names_kinds_and_modules(ref):
         "stages.3.downsample",
     ]
     assert model.block_steps() == [i for i, s in enumerate(steps) if isinstance(s.module, Block)]
-    with pytest.raises(ValueError, match="takes no attention bias"):
-        steps[-1](torch.zeros(1, 2, 2, model.num_features), attn_bias=torch.zeros(1))
 
 
-def test_attn_bias_zero_is_identity_nonzero_changes_and_shape_is_exact(ref):
+def test_attention_tokens_query_every_position(ref):
+    # that a bias must be exactly (N_q, N_kv) and what it does: test_backbone_contract.py
     model, x = ref["model"], ref["input"]
     steps = model.steps()
-    gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         states = [model.stem(x), *_states_after_each_step(model, x)]
-        for i in model.block_steps():
-            state, block = states[i], steps[i].module
-            n_q, n_kv = block.attention_tokens(state)
-            heads = block.attn.num_heads
-            assert n_q == state.shape[1] * state.shape[2]
-            plain = steps[i](state)
-            assert torch.equal(plain, states[i + 1])
-            zero = steps[i](state, attn_bias=torch.zeros(x.shape[0], heads, n_q, n_kv))
-            assert (zero - plain).abs().max().item() <= 1e-6
-            bias = torch.randn(x.shape[0], heads, n_q, n_kv, generator=gen)
-            if n_kv > 1:  # a single key gets softmax weight 1 whatever the bias
-                assert (steps[i](state, attn_bias=bias) - plain).abs().max().item() > 1e-3
-                shared = steps[i](state, attn_bias=bias[:1, :1])  # broadcast over batch and heads
-                assert shared.shape == plain.shape
-            with pytest.raises(RuntimeError):  # one key too many: N_kv must be exact
-                steps[i](state, attn_bias=torch.zeros(1, 1, n_q, n_kv + 1))
+    for i in model.block_steps():
+        state, block = states[i], steps[i].module
+        n_q, _ = block.attention_tokens(state)
+        assert n_q == state.shape[1] * state.shape[2]  # N_kv after spatial reduction: the test below
 
 
 def test_attention_tokens_follow_spatial_reduction():
@@ -153,33 +143,27 @@ def test_attention_tokens_follow_spatial_reduction():
     assert linear.stages[0].blocks[0].attention_tokens(state) == (247, 49)
 
 
-def test_blocks_call_replaceable_norms(ref):
-    """The adapter model swaps norm1/norm2 (TSN): blocks must go through the submodules."""
-    model, x = ref["model"], ref["input"]
-    block = model.stages[1].blocks[0]
-    calls = []
+@pytest.fixture(scope="module")
+def linear_variant() -> contract.Built:
+    return contract.build("pvt_v2_b0", linear=True)
 
-    class Recorder(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
 
-        def forward(self, t):
-            calls.append(tuple(t.shape))
-            return self.inner(t)
+BLOCK_CONTRACT = [
+    contract.test_attention_tokens_size_the_bias_exactly,
+    contract.test_zero_constant_and_per_query_biases_change_nothing,
+    contract.test_bias_changes_the_output_per_image_and_broadcasts,
+    contract.test_bias_gets_gradients,
+    contract.test_blocks_call_replaceable_norms,
+]
 
-    orig1, orig2 = block.norm1, block.norm2
-    try:
-        block.norm1, block.norm2 = Recorder(orig1), Recorder(orig2)
-        with torch.no_grad():
-            out = model.forward_features(x)
-        assert (out - ref["features"]).abs().max().item() <= TOL
-        assert len(calls) == 2 and all(len(s) == 3 for s in calls)  # tokens (B, N, C)
-        block.norm1 = nn.Identity()
-        with torch.no_grad():
-            assert (model.forward_features(x) - ref["features"]).abs().max().item() > 1e-3
-    finally:
-        block.norm1, block.norm2 = orig1, orig2
+
+@pytest.mark.parametrize("check", BLOCK_CONTRACT, ids=lambda check: check.__name__[len("test_") :])
+def test_linear_attention_blocks_keep_the_contract(linear_variant, check):
+    """No registered name has the linear variant (pooled keys/values, 49 of them, more than the last stage's
+    queries): the contract's block checks run on it here."""
+    block = linear_variant.model.stages[3].blocks[0]
+    assert block.attn.linear_attn and block.attention_tokens(linear_variant.states[-2]) == (6, 49)
+    check(linear_variant)
 
 
 def test_checkpoint_filter_accepts_original_pvt_names():

@@ -15,7 +15,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from taskadapt.data.check import CheckReport, check_dataset
+from taskadapt.data.check import CheckReport, SplitRow, check_dataset
 from taskadapt.errors import ConfigError, DatasetError
 
 
@@ -56,6 +56,13 @@ def test_statistics_of_a_split(tmp_path):
     assert row.stats["semseg"]["classes_present"] == {int(c) - 1 for c in np.unique(seg) if c}
     assert row.summary("semseg").startswith(f"{len(row.stats['semseg']['classes_present'])}/40 classes")
 
+
+
+def test_binary_summaries_name_the_positive_pixels():
+    row = SplitRow("val", tasks=("edge", "saliency"),
+                   stats={t: {"pixels": 100, "valid": 80, "positive": 8} for t in ("edge", "saliency")})
+    assert row.summary("edge") == "10.0% edge, 80% valid"
+    assert row.summary("saliency") == "10.0% salient, 80% valid"
 
 def test_max_samples_and_unknown_format(tmp_path):
     write_nyud(tmp_path)

@@ -11,9 +11,18 @@ import pytest
 import torch
 from scipy.stats import t as scipy_t
 
-from taskadapt import compare
+from taskadapt import checkpoint as ckpt
 from taskadapt.cli import main
-from taskadapt.compare import (
+from taskadapt.config import load_config, to_yaml
+from taskadapt.errors import ConfigError, DatasetError
+from taskadapt.evaluation import eval_loader, evaluate, scoring
+from taskadapt.metrics.delta_m import load_baseline
+from taskadapt.metrics.paired import Summary, paired_difference, summarize, t_half_width, verdict
+from taskadapt.models import create_model
+from taskadapt.models.methods import list_methods
+from taskadapt.models.params import count_trainable
+from taskadapt.settings import compare
+from taskadapt.settings.compare import (
     aggregate,
     compare_table,
     method_config,
@@ -24,16 +33,7 @@ from taskadapt.compare import (
     run_compare_seeds,
     seeds_tables,
 )
-from taskadapt.config import load_config, to_yaml
-from taskadapt.errors import ConfigError, DatasetError
-from taskadapt.metrics.delta_m import load_baseline
-from taskadapt.metrics.paired import Summary, paired_difference, summarize, t_half_width, verdict
-from taskadapt.models import create_model
-from taskadapt.models.methods import list_methods
-from taskadapt.models.params import count_trainable
-from taskadapt.train import checkpoint as ckpt
-from taskadapt.train.data import build_splits, eval_loader
-from taskadapt.train.evaluate import evaluate
+from taskadapt.train.data import build_splits
 from taskadapt.train.trainer import TrainingDiverged, TrainingInterrupted
 
 TASKS = ["semseg", "depth", "normals", "edge"]
@@ -88,10 +88,10 @@ def compared(tmp_path_factory):
     base = tmp_path_factory.mktemp("compare")
     cfg = tiny(base / "scenes")
     spy = TrainSpy(compare.trainer.train, fail={"lora"})
-    spy.evaluations = EvalSpy(compare.evaluate)
+    spy.evaluations = EvalSpy(scoring.evaluate)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compare.trainer, "train", spy)
-        mp.setattr(compare, "evaluate", spy.evaluations)
+        mp.setattr(scoring, "evaluate", spy.evaluations)
         result = run_compare(cfg, ["adapters", "lora", "stl"], out=base / "out", progress=False)
     return cfg, result, spy
 
@@ -145,7 +145,8 @@ def test_metrics_are_the_test_split_with_the_exact_edge_matcher(compared):
     splits = build_splits(c)
     model = create_model(c, num_classes=splits.num_classes)
     ckpt.restore_model(model, row.checkpoint)
-    again = evaluate(model, eval_loader(c, splits.test), TASKS, splits.num_classes, edge_exact=True,
+    again = evaluate(model, eval_loader(splits.test, c.data.crop_size, c.data.batch_size), TASKS, splits.num_classes,
+                     edge_exact=True,
                      edge_tolerance=0.011)
     assert again["images"] == 3
     assert again["metrics"] == row.metrics

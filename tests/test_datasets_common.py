@@ -26,6 +26,8 @@ WRITERS = {
     "taskonomy": (write_taskonomy, "train"),
     "cityscapes": (write_cityscapes, "train"),
     "synthia": (write_synthia, "all"),
+    "scenes": (lambda root: write_nyud(root, variant="scenes", class_names=["floor", "wall"], domain="studio"),
+               "train"),
 }
 
 
@@ -77,7 +79,7 @@ def test_reader_pickles_for_worker_processes(fmt, tmp_path):
 
 def test_reader_options_come_from_configure(tmp_path):
     options = {fmt: get_dataset_class(fmt).option_names() for fmt in list_formats()}
-    assert options == {"cityscapes": ["num_classes"], "nyud": [], "pascal": ["normals_valid_ids"],
+    assert options == {"cityscapes": ["num_classes"], "nyud": [], "pascal": ["normals_valid_ids"], "scenes": [],
                        "synthia": ["num_classes"], "taskonomy": ["buildings", "depth", "edge_threshold"]}
     cls = get_dataset_class("cityscapes")
     # a misspelt keyword is the TypeError a spelt-out __init__ gives; options are checked before the disk

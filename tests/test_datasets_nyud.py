@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -25,7 +27,7 @@ def nyudv2(tmp_path_factory):
 
 
 def test_formats_and_registry():
-    assert list_formats() == ["cityscapes", "nyud", "pascal", "synthia", "taskonomy"]
+    assert list_formats() == ["cityscapes", "nyud", "pascal", "scenes", "synthia", "taskonomy"]
     assert all(issubclass(DATASETS.get(f), MultiTaskDataset) for f in list_formats())
     for f in list_formats():
         cls = DATASETS.get(f)
@@ -87,13 +89,39 @@ def test_nyudv2_png_encodings(nyudv2):
 
 def test_scenes_meta_json(tmp_path):
     truth = write_nyud(tmp_path, variant="scenes", class_names=["floor", "wall", "box"], domain="studio")
-    ds = create_dataset("nyud", tmp_path, "train", tasks=["semseg"])
+    ds = create_dataset("scenes", tmp_path, "train", tasks=["semseg"])
     assert ds.num_classes == {"semseg": 3} and ds.class_names["semseg"] == ["floor", "wall", "box"]
     s = ds[0]
     assert s["meta"]["domain"] == "studio" and set(s) == {"image", "semseg", "meta"}
     seg = truth["train"]["0001"]["segmentation"].astype(np.int64)
     assert np.array_equal(s["semseg"].numpy(), np.where(seg == 0, 255, seg - 1))
     assert s["semseg"][s["semseg"] != 255].max() == 2
+    # the NYUD reader knows nothing of scenes: NYU-40 classes, no domain
+    nyud = create_dataset("nyud", tmp_path, "train", tasks=["semseg"])
+    assert nyud.num_classes == {"semseg": 40} and "domain" not in nyud[0]["meta"]
+
+
+def test_scenes_format_owns_its_facts(tmp_path):
+    from dataclasses import replace
+
+    from taskadapt.config import load_config
+    from taskadapt.data.datasets import class_names_of, dataset_root, describe, edge_tolerance, prepare_dataset
+    from taskadapt.data.scenes import CLASS_NAMES
+
+    d = load_config(None, ["data.scenes.train=2", "data.scenes.val=0", "data.scenes.test=1",
+                           "data.scenes.size=32", "data.scenes.domain=dusk"]).data
+    assert dataset_root(d) == Path("runs/scenes/dusk-seed0-32px")  # no root: the default folder
+    assert describe(d) == "scenes/dusk" and edge_tolerance(d) == 0.011
+    assert class_names_of(d, ["semseg", "depth"]) == {"semseg": list(CLASS_NAMES)}  # known without a folder
+    d = replace(d, root=str(tmp_path / "s"))
+    assert prepare_dataset(d, progress=False) == tmp_path / "s"
+    assert create_dataset("scenes", tmp_path / "s", "train").ids == ["train_000000", "train_000001"]
+    assert prepare_dataset(d, progress=False) == tmp_path / "s"  # the same scenes: kept as they are
+    with pytest.raises(ConfigError, match="holds other scenes"):
+        prepare_dataset(replace(d, scenes=replace(d.scenes, seed=1)), progress=False)
+    pascal = load_config(None, ["data.format=pascal", "data.root=/x"]).data
+    assert edge_tolerance(pascal) == 0.0075 and describe(pascal) == "pascal:/x"
+    assert edge_tolerance(replace(pascal, edge_tolerance=0.02)) == 0.02
 
 
 def test_task_selection(nyud_mt, tmp_path):

@@ -17,9 +17,9 @@ import torch
 import torch.multiprocessing as mp
 from test_trainer import tiny_cfg
 
-from taskadapt.evaluation_report import evaluate_checkpoint
-from taskadapt.train import checkpoint as ckpt
-from taskadapt.train import trainer as trainer_module
+from taskadapt import checkpoint as ckpt
+from taskadapt.evaluation import evaluate_checkpoint
+from taskadapt.train.data import TrainingData
 from taskadapt.train.trainer import TrainingInterrupted, train
 
 #: DDP averages the ranks' losses, each a mean over its own valid pixels, where one process takes the
@@ -47,15 +47,15 @@ def _train_worker(rank: int, world: int, port: int, tmp: str, name: str, extra: 
                   interrupt_at: int) -> None:
     _env(rank, world, port)
     if interrupt_at and rank == 0:  # only rank 0 gets the signal: the other rank must stop with it
-        original = trainer_module.train_loader
+        original = TrainingData.train_loader
 
-        def loader(*args, **kwargs):
-            for i, batch in enumerate(original(*args, **kwargs)):
+        def loader(self, *args, **kwargs):
+            for i, batch in enumerate(original(self, *args, **kwargs)):
                 if i + 1 == interrupt_at:
                     os.kill(os.getpid(), signal.SIGINT)
                 yield batch
 
-        trainer_module.train_loader = loader
+        TrainingData.train_loader = loader
     try:
         train(tiny_cfg(Path(tmp), name, *extra), resume=resume, progress=False)
     except TrainingInterrupted:
@@ -138,13 +138,11 @@ def test_distributed_evaluation_equals_one_process(runs, tmp_path):
 
 
 def test_eval_shards_cover_every_image_once():
-    from taskadapt.config import load_config
-    from taskadapt.train.data import eval_loader
+    from taskadapt.evaluation import eval_loader
 
-    cfg = load_config(None, ["data.batch_size=2"])
     data = [{"image": torch.full((3, 8, 8), i / 10)} for i in range(7)]  # odd count: no even split
     seen = []
     for rank in range(3):
-        for batch in eval_loader(cfg, data, rank=rank, world=3):
+        for batch in eval_loader(data, 8, batch_size=2, rank=rank, world=3):
             seen += [round(float(x[0, 0, 0]) * 10) for x in batch["image"]]
     assert sorted(seen) == list(range(7))

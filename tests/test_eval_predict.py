@@ -13,18 +13,12 @@ from taskadapt.api import load
 from taskadapt.config import load_config
 from taskadapt.data.datasets import create_dataset
 from taskadapt.errors import DatasetError
-from taskadapt.evaluation_report import (
-    NoAffinity,
-    affinity_report,
-    evaluate_checkpoint,
-    metrics_table,
-    predict_images,
-)
+from taskadapt.evaluation import eval_loader, evaluate, evaluate_checkpoint, metrics_table
+from taskadapt.evaluation.affinity import NoAffinity, affinity_report
+from taskadapt.evaluation.predictions import predict_images
 from taskadapt.metrics import DepthMetric, EdgeMetric, NormalsMetric, SegmentationMetric
 from taskadapt.metrics.delta_m import save_baseline
 from taskadapt.tasks import get_task
-from taskadapt.train.data import eval_loader
-from taskadapt.train.evaluate import evaluate
 
 TASKS = ["semseg", "depth", "normals", "edge"]
 
@@ -38,14 +32,16 @@ def run(tmp_path_factory):
 def direct(run):
     """The reference numbers: ``evaluate`` called by hand on the test split, exact edge matcher."""
     p = load(run["checkpoint"], device="cpu")
-    dataset = create_dataset("nyud", run["root"], "test", tasks=TASKS)
-    return evaluate(p.model, eval_loader(run["cfg"], dataset), TASKS, {"semseg": 9}, edge_exact=True,
+    dataset = create_dataset("scenes", run["root"], "test", tasks=TASKS)
+    c = run["cfg"]
+    return evaluate(p.model, eval_loader(dataset, c.data.crop_size, c.data.batch_size), TASKS, {"semseg": 9},
+                    edge_exact=True,
                     edge_tolerance=0.011)
 
 
 def test_evaluate_checkpoint_matches_direct_evaluate_and_delta_m_is_zero_against_itself(run, direct, tmp_path,
                                                                                         monkeypatch):
-    import taskadapt.train.evaluate as evaluate_module
+    import taskadapt.evaluation.scoring as evaluate_module
 
     calls = []
 
@@ -63,7 +59,7 @@ def test_evaluate_checkpoint_matches_direct_evaluate_and_delta_m_is_zero_against
     written = json.loads((out / "metrics.json").read_text())
     assert result["files"]["metrics"] == str(out / "metrics.json")
     assert written["images"] == direct["images"] == 8
-    assert written["dataset"]["split"] == "test" and written["dataset"]["reader"] == "nyud"
+    assert written["dataset"]["split"] == "test" and written["dataset"]["format"] == "scenes"
     assert written["edge_matcher"] == {"exact": True, "tolerance": 0.011, "unit": "fraction of the image diagonal"}
     for task in TASKS:
         assert written["metrics"][task].keys() == direct["metrics"][task].keys()

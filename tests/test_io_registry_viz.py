@@ -14,6 +14,7 @@ from taskadapt import viz
 from taskadapt.errors import ConfigError
 from taskadapt.io import atomic_open, write_json
 from taskadapt.registry import Registry
+from taskadapt.tasks import get_task
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -72,6 +73,25 @@ def test_normals_and_depth_colours():
     assert tuple(drgb[0, 2]) == (0, 0, 0)
     assert not np.array_equal(drgb[0, 0], drgb[0, 1])
 
+
+
+def test_label_to_rgb_draws_the_photo_and_asks_the_task_for_labels():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 4, 5, generator=g)
+    assert np.array_equal(viz.label_to_rgb("image", image), viz.image_to_rgb(image))
+    seg = torch.randint(0, 3, (4, 5), generator=g)
+    seg[0, 0] = 255
+    assert np.array_equal(viz.label_to_rgb("semseg", seg), viz.semseg_to_rgb(seg, int(seg[seg != 255].max()) + 1))
+    assert np.array_equal(viz.label_to_rgb("parts", seg, 9), get_task("parts").visualize(seg, 9))
+    depth = torch.rand(1, 4, 5, generator=g) + 1
+    assert np.array_equal(viz.label_to_rgb("depth", depth, depth_range=(1.0, 2.0)),
+                          viz.depth_to_rgb(depth, 1.0, 2.0))
+    assert np.array_equal(get_task("depth").visualize(depth, depth_range=(1.0, 2.0)), viz.depth_to_rgb(depth, 1.0, 2.0))
+    edge = (torch.rand(1, 4, 5, generator=g) > 0.5).float()
+    for key in ("edge", "saliency"):
+        assert np.array_equal(viz.label_to_rgb(key, edge), viz.edge_to_rgb(edge))
+    with pytest.raises(KeyError, match="no visualisation for 'meta'"):
+        viz.label_to_rgb("meta", image)
 
 def test_contact_sheet_png(tmp_path):
     g = torch.Generator().manual_seed(0)

@@ -1,7 +1,4 @@
-"""DDP exactness without processes: states of two shards summed == one metric on all data.
-
-Also covers MultiTaskMetrics.
-"""
+"""DDP exactness without processes: states of two shards summed == one metric on all data."""
 
 from __future__ import annotations
 
@@ -14,7 +11,6 @@ from torchmetrics.utilities.data import dim_zero_sum
 from taskadapt.metrics import (
     DepthMetric,
     EdgeMetric,
-    MultiTaskMetrics,
     NormalsMetric,
     SaliencyMetric,
     SegmentationMetric,
@@ -81,23 +77,3 @@ def test_all_states_are_sum_reduced():
         metric = factory()
         assert set(metric._reductions) == set(metric.metric_state)
         assert all(fn is dim_zero_sum for fn in metric._reductions.values())
-
-
-def test_multitask_metrics_skips_absent_tasks():
-    g = torch.Generator().manual_seed(1)
-    seg_p, seg_t = _data("semseg", g)
-    dep_p, dep_t = _data("depth", g)
-    mt = MultiTaskMetrics({"semseg": SegmentationMetric(5), "depth": DepthMetric()})
-    mt.update({"semseg": seg_p, "depth": dep_p}, {"semseg": seg_t})  # no depth label in this batch
-    out = mt.compute()
-    assert list(out) == ["semseg"]
-    ref = SegmentationMetric(5)
-    ref.update(seg_p, seg_t)
-    _assert_same(out["semseg"], ref.compute())
-    mt.update({"semseg": seg_p, "depth": dep_p}, {"depth": dep_t})
-    assert sorted(mt.compute()) == ["depth", "semseg"]
-    assert mt.primary() == {"semseg": "mIoU", "depth": "rmse"}
-    with pytest.raises(KeyError, match="depth"):
-        mt.update({"semseg": seg_p}, {"depth": dep_t})
-    mt.reset()
-    assert mt.compute() == {}

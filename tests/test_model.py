@@ -132,7 +132,7 @@ def test_adapters_on_pyramid_backbones_are_exact_at_init(base):
 
 def test_default_adapters_follow_the_paper_figure_on_swin_small():
     from taskadapt.models import create_backbone
-    from taskadapt.models.multitask import default_adapter_blocks
+    from taskadapt.models.methods.adapters import default_adapter_blocks
 
     backbone = create_backbone("swin_small_patch4_window7_224")
     steps, blocks = backbone.steps(), backbone.block_steps()
@@ -303,12 +303,12 @@ def test_the_model_names_its_pretrained_parameters_for_the_learning_rates(method
     model = create_model(cfg)
     slow = {id(p) for g in param_groups(model, cfg) if g["lr"] == 0.0001 for p in g["params"]}
     names = {n for n, p in model.named_parameters() if id(p) in slow}
-    assert names == model.pretrained_parameter_names()
+    assert names == model.pretrained_parameters()
     assert not any("lora_" in n or ".film." in n or "decoder" in n or "heads." in n for n in names)
     if method == "adapters":  # TSN's gamma'/beta' come from the pretrained LayerNorm: slow by default
         assert any(n.endswith("norm1.weight") for n in names)
         cfg_new = load_config(None, [*TINY_VIT, "model.tsn.lr=new"])
-        tsn_new = create_model(cfg_new).pretrained_parameter_names()
+        tsn_new = create_model(cfg_new).pretrained_parameters()
         assert not tsn_new and not any(n.endswith("norm1.weight") for n in tsn_new)
     elif method in ("mtl_finetune", "stl"):
         assert any(n.endswith("qkv.weight") for n in names)

@@ -15,10 +15,10 @@ import pytest
 import yaml
 from dataset_fixtures import write_nyud, write_pascal
 
+from taskadapt.checkpoint import read_meta
 from taskadapt.cli import main
 from taskadapt.config import load_config
 from taskadapt.errors import ConfigError
-from taskadapt.train.checkpoint import read_meta
 from taskadapt.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]

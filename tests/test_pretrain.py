@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from taskadapt.errors import CheckpointError, ConfigError
 from taskadapt.models.backbones import bundled, create_backbone
 from taskadapt.pretrain import (
     MaskedAutoencoder,
     augment,
-    learning_rate,
     normalized_targets,
     patchify,
     pretrain,
     random_masking,
     unpatchify,
 )
+from taskadapt.train.schedule import warmup_cosine
 
 TINY = dict(embed_dim=24, depth=2, num_heads=2, img_size=32)  # 4 x 4 patches of 8 px
 
@@ -114,11 +116,41 @@ def test_augment_keeps_shape_range_and_the_identity_is_reachable() -> None:
 
 
 def test_learning_rate_warms_up_then_decays_to_zero() -> None:
-    assert learning_rate(0.0, 1.0, 0.1) == 0.0
-    assert learning_rate(0.05, 1.0, 0.1) == pytest.approx(0.5)
-    assert learning_rate(0.1, 1.0, 0.1) == pytest.approx(1.0)
-    assert learning_rate(0.55, 1.0, 0.1) == pytest.approx(0.5)
-    assert learning_rate(1.0, 1.0, 0.1) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(0.0, 0.1, peak=1.0) == 0.0
+    assert warmup_cosine(0.05, 0.1, peak=1.0) == pytest.approx(0.5)
+    assert warmup_cosine(0.1, 0.1, peak=1.0) == pytest.approx(1.0)
+    assert warmup_cosine(0.55, 0.1, peak=1.0) == pytest.approx(0.5)
+    assert warmup_cosine(1.0, 0.1, peak=1.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def _former_learning_rate(progress: float, peak: float, warmup: float) -> float:
+    """pretrain.learning_rate as it was before the schedule moved to taskadapt.train.schedule."""
+    if progress < warmup:
+        return peak * progress / warmup
+    t = min(1.0, (progress - warmup) / max(1e-12, 1.0 - warmup))
+    return peak * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def test_warmup_cosine_is_the_former_learning_rate_bit_for_bit() -> None:
+    for peak in (1.0, 1.5e-3, 1e-3, 3e-3, 0.1, 0.0):
+        for warmup in (0.0, 0.05, 0.1, 0.25, 1 / 3, 0.5, 1.0):
+            for progress in [i / 997 for i in range(998)] + [k / 60 for k in range(61)] + [0.05, 0.1, 1.2]:
+                assert warmup_cosine(progress, warmup, peak=peak) == _former_learning_rate(progress, peak, warmup)
+
+
+def test_pretrain_sets_the_former_learning_rates_step_by_step(tmp_path: Path) -> None:
+    seen: list[list[float]] = []
+    hook = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: seen.append([g["lr"] for g in opt.param_groups])
+    )
+    try:
+        pretrain(tmp_path / "lr.safetensors", steps=12, batch_size=2, lr=3e-3, warmup=0.4, pool_size=4,
+                 refresh=1, progress=False, backbone_kwargs=TINY, decoder_dim=16, decoder_depth=1, seed=3)
+    finally:
+        hook.remove()
+    # a step budget: the fraction of the budget before step k is k / 12, warm-up over the first 5 steps
+    # (with these numbers 3 of the warm-up rates would differ in the last bit were peak applied outside)
+    assert seen == [[_former_learning_rate(k / 12, 3e-3, 0.4)] * 2 for k in range(12)]
 
 
 # -- the recipe end to end ----------------------------------------------------------------------------
@@ -214,7 +246,7 @@ def test_missing_bundled_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(CheckpointError) as info:
         create_backbone("vit_tiny_patch8_64", pretrained="bundled")
     message = str(info.value)
-    assert "gone.safetensors" in message and "python -m taskadapt.pretrain" in message
+    assert "gone.safetensors" in message and bundled.RECREATE_COMMAND in message
 
 
 def test_bundled_for_a_backbone_without_shipped_weights_names_the_ones_that_have() -> None:

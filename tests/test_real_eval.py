@@ -468,3 +468,22 @@ def test_resolution_matched_baseline_sees_only_the_model_input_pixels():
     # a step seen at 8 px comes back as a band about 2 * (full / 8) px wide, not a 1-2 px line
     full = sobel_edges(wide)
     assert (out > 0.5).sum() > 3 * (full > 0.5).sum()
+
+
+def test_each_real_task_has_one_protocol():
+    from taskadapt.data.real import FORMATS
+    from taskadapt.settings.real_images import PROTOCOLS, RealOptions
+
+    assert set(PROTOCOLS) == set(FORMATS.values()) == {"edge", "depth"}
+    edge, depth = PROTOCOLS["edge"](RealOptions()), PROTOCOLS["depth"](RealOptions())
+    assert list(edge.baselines(None)) == ["sobel", "canny"]
+    assert list(edge.baselines(16)) == ["sobel", "canny", "sobel@16px", "canny@16px"]
+    assert list(depth.baselines(16)) == list(depth.baselines(None))  # depth baselines ignore the resolution
+    assert edge.better({"F": 0.6}, {"F": 0.5}) and not depth.better({}, {"lsq/abs_rel": 0.3})
+    wide = np.zeros((2, 9, 9), dtype=bool)
+    wide[:, 3:6] = True  # a 3-px band: thinned to 1 px unless thin_gt=False
+    assert edge.prepare_target(wide).sum() < wide.sum()
+    assert np.array_equal(PROTOCOLS["edge"](RealOptions(thin_gt=False)).prepare_target(wide), wide)
+    assert edge.folder_notes() == {"annotators": {"min": 2, "max": 2, "total": 2}}
+    with pytest.raises(ConfigError, match="--edge-tolerance must be > 0"):
+        PROTOCOLS["edge"].check(RealOptions(edge_tolerance=0.0))

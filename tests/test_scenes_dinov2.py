@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from taskadapt.checkpoint import read_meta
 from taskadapt.cli import main
 from taskadapt.config import load_config
 from taskadapt.models import create_model
-from taskadapt.train.checkpoint import read_meta
 from taskadapt.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import torch
 from test_adapters import TINY, tiny_model
 from test_trainer import tiny_cfg
 
+from taskadapt import checkpoint as ckpt
 from taskadapt.losses import MultiTaskLoss
-from taskadapt.train import checkpoint as ckpt
 from taskadapt.train.trainer import train
 
 

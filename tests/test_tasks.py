@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 
@@ -11,7 +12,9 @@ import torch
 
 from taskadapt.data.sample import IGNORE_INDEX
 from taskadapt.errors import ConfigError
-from taskadapt.tasks import TASKS, TaskSpec, get_task, list_tasks
+from taskadapt.tasks import TASKS, TaskSpec, get_task, list_tasks, register_task
+from taskadapt.tasks.parts import PartsTask
+from taskadapt.tasks.semseg import ClassMapTask
 
 NAN = math.nan
 ALL = ("semseg", "parts", "depth", "normals", "edge", "saliency")
@@ -60,6 +63,15 @@ def test_registry_lists_all_tasks_and_specs_are_consistent():
         assert TASKS.get(name) is spec
 
 
+
+def test_register_task_registers_an_instance_of_the_class_under_its_name():
+    parts = get_task("parts")
+    assert type(parts) is PartsTask and isinstance(parts, ClassMapTask) and type(get_task("semseg")) is ClassMapTask
+    assert parts.default_num_classes == 7 and get_task("semseg").default_num_classes is None
+    with pytest.raises(ValueError, match="'parts' is registered twice"):
+        register_task(PartsTask)
+    assert TASKS.get("parts") is parts
+
 def test_unknown_task_has_did_you_mean():
     with pytest.raises(ConfigError, match="did you mean 'semseg'"):
         get_task("smeseg")
@@ -83,6 +95,31 @@ def test_spec_fields(name, kind, primary, higher, weight):
     assert (spec.kind, spec.primary_metric, spec.higher_is_better, spec.default_loss_weight) == (
         kind, primary, higher, weight)
 
+
+
+#: what a summary table shows per task, primary first (the metric classes' ``shown``)
+SHOWN = {"semseg": ("mIoU",), "depth": ("rmse", "abs_rel"), "normals": ("mean", "median", "within_11.25"),
+         "edge": ("odsF",), "parts": ("mIoU",), "saliency": ("maxF",)}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_metric_facts_are_read_from_the_metric_class(name):
+    spec = get_task(name)
+    cls = spec.metric_class
+    assert spec.primary_metric == cls.primary and spec.directions == cls.directions
+    assert spec.higher_is_better is cls.directions[cls.primary]
+    assert spec.shown_metrics == SHOWN[name] == cls.shown
+    assert spec.shown_metrics[0] == spec.primary_metric and set(spec.shown_metrics) <= set(spec.directions)
+    spec.directions[spec.primary_metric] = None  # a copy: the metric class keeps its directions
+    assert cls.directions[spec.primary_metric] is spec.higher_is_better
+    fields = {f.name for f in dataclasses.fields(spec)}
+    assert not fields & {"primary_metric", "higher_is_better", "directions", "shown_metrics"}
+    with pytest.raises(ConfigError, match="unknown option 'primary_metric'"):
+        spec.configure(primary_metric="x")
+
+
+def test_positive_pixels_are_named_by_the_binary_tasks():
+    assert (get_task("edge").positive_name, get_task("saliency").positive_name) == ("edge", "salient")
 
 def test_out_channels():
     assert get_task("semseg").out_channels(40) == 40
@@ -287,3 +324,17 @@ def test_make_metric_builds_the_primary_metric(name):
 def test_make_metric_needs_num_classes_for_semseg():
     with pytest.raises(ConfigError, match="needs num_classes"):
         get_task("semseg").make_metric()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_make_metric_takes_the_same_arguments_for_every_task(name):
+    spec = get_task(name)
+    k = 5 if spec.kind == "classification" else None
+    metric = spec.make_metric(k, boundary_tolerance=0.02, exact=False)
+    assert type(metric) is spec.metric_class
+    if name == "edge":
+        assert (metric.tolerance, metric.exact) == (0.02, False)
+        default = spec.make_metric()
+        assert (default.tolerance, default.exact) == (0.011, True)
+    with pytest.raises(TypeError):
+        spec.make_metric(k, tolerance=0.02)

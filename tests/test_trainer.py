@@ -8,11 +8,11 @@ import signal
 import pytest
 import torch
 
+from taskadapt import checkpoint as ckpt
 from taskadapt.config import load_config
 from taskadapt.errors import CheckpointError, ConfigError
-from taskadapt.train import checkpoint as ckpt
 from taskadapt.train import trainer as trainer_module
-from taskadapt.train.data import StepBatchSampler
+from taskadapt.train.data import StepBatchSampler, TrainingData
 from taskadapt.train.schedule import lr_factor
 from taskadapt.train.trainer import TrainingDiverged, TrainingInterrupted, train
 
@@ -27,15 +27,15 @@ def tiny_cfg(tmp_path, name="run", *extra):
 
 
 def _interrupt_after(monkeypatch, n_batches: int, sig=signal.SIGINT):
-    original = trainer_module.train_loader
+    original = TrainingData.train_loader
 
-    def loader(*args, **kwargs):
-        for i, batch in enumerate(original(*args, **kwargs)):
+    def loader(self, *args, **kwargs):
+        for i, batch in enumerate(original(self, *args, **kwargs)):
             if i + 1 == n_batches:  # the signal lands while step n runs: the run stops after step n
                 os.kill(os.getpid(), sig)
             yield batch
 
-    monkeypatch.setattr(trainer_module, "train_loader", loader)
+    monkeypatch.setattr(TrainingData, "train_loader", loader)
 
 
 def test_resume_after_sigint_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):

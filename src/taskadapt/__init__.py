@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from taskadapt.version import __version__
 
 _LAZY = {
     "create_model": ("taskadapt.models.factory", "create_model"),

@@ -26,6 +26,7 @@ prediction ``taskadapt evaluate`` scored.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -35,26 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from taskadapt.config import Config, build_config
+from taskadapt.config import Config
+from taskadapt.data.datasets import class_names_of
 from taskadapt.data.sample import INTEGER_LABELS
-from taskadapt.errors import CheckpointError, DatasetError, TaskadaptError
+from taskadapt.errors import DatasetError, TaskadaptError
+from taskadapt.evaluation.loaders import resize_to_input
+from taskadapt.run import Run
 from taskadapt.tasks import get_task
 
 ImageInput = str | os.PathLike | np.ndarray | torch.Tensor | Any  # Any: a PIL image (PIL stays a lazy import)
-
-
-def _config_from_meta(meta: dict[str, Any], path: Path) -> Config:
-    """The run's configuration with ``model.pretrained`` cleared: the checkpoint carries every weight."""
-    layer = meta.get("config")
-    if not isinstance(layer, dict):
-        raise CheckpointError(f"checkpoint '{path}' has no configuration in its header; it was not written by "
-                              "`taskadapt train` -- re-run training or pick another checkpoint")
-    layer = {**layer, "model": {**layer.get("model", {}), "pretrained": None}}
-    try:
-        return build_config(layer)
-    except TaskadaptError as err:
-        raise CheckpointError(f"the configuration stored in checkpoint '{path}' is not valid for this taskadapt "
-                              f"({err}); it was written by another version -- use that version or retrain") from None
 
 
 def load(path: str | os.PathLike, device: str | torch.device | None = None) -> Predictor:
@@ -65,44 +55,30 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> P
     shape checking. ``device`` defaults to CUDA when available, else CPU. A missing, corrupt or
     foreign file raises :class:`~taskadapt.errors.CheckpointError`.
     """
-    from taskadapt.models import create_model
-    from taskadapt.train import checkpoint as ckpt
-
-    path = Path(path)
-    meta = ckpt.read_meta(path)
-    cfg = _config_from_meta(meta, path)
-    num_classes = {str(k): int(v) for k, v in (meta.get("num_classes") or {}).items()}
-    try:
-        model = create_model(cfg, num_classes=num_classes)
-    except TaskadaptError as err:
-        raise CheckpointError(f"cannot rebuild the model of checkpoint '{path}' ({err})") from None
-    try:
-        ckpt.restore_model(model, path)
-    except RuntimeError as err:  # load_state_dict: same keys, other shapes
-        first = str(err).strip().splitlines()[-1].strip()
-        raise CheckpointError(f"checkpoint '{path}' does not fit the model its own configuration builds ({first}); "
-                              "the file is corrupt or was edited") from None
+    run = Run.open(path)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return Predictor(model.to(device).eval(), cfg, meta, path)
+    return Predictor(run.build_model(device), run)
 
 
 class Predictor:
     """A loaded model plus what it needs to turn pictures into per-task predictions.
 
-    Attributes: ``model`` (the ``nn.Module``, in eval mode), ``config`` (the run's :class:`Config`),
-    ``meta`` (the checkpoint header), ``path``, ``tasks``, ``num_classes``, ``input_size`` (the
-    square side the model runs at), ``device``; ``class_names`` and ``affinity`` are properties.
+    Attributes: ``model`` (the ``nn.Module``, in eval mode), ``run`` (the checkpoint,
+    :class:`~taskadapt.run.Run`), ``config`` (the run's :class:`Config`), ``meta`` (the checkpoint
+    header), ``path``, ``tasks``, ``num_classes``, ``input_size`` (the square side the model runs at),
+    ``device``; ``class_names`` and ``affinity`` are properties.
     """
 
-    def __init__(self, model: torch.nn.Module, config: Config, meta: dict[str, Any], path: str | os.PathLike):
+    def __init__(self, model: torch.nn.Module, run: Run):
         self.model = model
-        self.config = config
-        self.meta = meta
-        self.path = Path(path)
-        self.tasks: list[str] = list(meta.get("tasks") or config.data.tasks)
-        self.num_classes: dict[str, int] = {str(k): int(v) for k, v in (meta.get("num_classes") or {}).items()}
-        self.input_size: int = int(config.model.img_size or config.data.crop_size)
+        self.run = run
+        self.config: Config = run.config
+        self.meta = run.meta
+        self.path = run.path
+        self.tasks: list[str] = run.tasks
+        self.num_classes: dict[str, int] = run.num_classes
+        self.input_size: int = run.input_size
         self.specs = {t: get_task(t) for t in self.tasks}
 
     def __repr__(self) -> str:
@@ -117,35 +93,22 @@ class Predictor:
     @property
     def affinity(self) -> np.ndarray | None:
         """The TROA matrix (T, T), ``A[i, j]`` = effect of task i on task j; None for models without one."""
-        value = self.meta.get("affinity")
-        return None if value is None else np.asarray(value, dtype=np.float64)
+        return self.run.affinity
 
     @cached_property
     def class_names(self) -> dict[str, list[str]]:
         """task -> class names, for the class-map tasks (semseg, parts).
 
-        From the checkpoint header when it stores them, else the procedural scenes' classes, else
-        the dataset folder named in the config; generic ``class_<i>`` names when none is readable.
+        From the checkpoint header when it stores them, else the run's dataset format (which knows them,
+        or lists them from the dataset folder named in the config); generic ``class_<i>`` names when none
+        is readable.
         """
-        stored = self.meta.get("class_names")
-        names: dict[str, list[str]] = {}
-        if isinstance(stored, dict):
-            names = {str(t): [str(n) for n in v] for t, v in stored.items() if isinstance(v, list)}
+        names = self.run.class_names
         missing = [t for t in self.num_classes if t not in names]
-        if missing and self.config.data.format == "scenes" and "semseg" in missing:
-            from taskadapt.data.scenes import CLASS_NAMES
-
-            names["semseg"] = list(CLASS_NAMES)
-            missing.remove("semseg")
-        if missing and self.config.data.format != "scenes" and self.config.data.root:
-            from taskadapt.data.datasets import create_dataset
-
-            try:  # only lists ids and class names; no image is read
-                ds = create_dataset(self.config.data.format, self.config.data.root, self.config.data.train_split,
-                                    tasks=missing, **self.config.data.options)
-                names.update({t: list(v) for t, v in ds.class_names.items()})
-            except (TaskadaptError, OSError):
-                pass  # the dataset is not on this machine: fall back to generic names below
+        # only lists ids and class names, no image is read; a dataset that is not on this machine (or a
+        # config without its root) falls back to the generic names below
+        with contextlib.suppress(TaskadaptError, OSError, TypeError):
+            names.update(class_names_of(self.config.data, missing) if missing else {})
         for task, k in self.num_classes.items():
             if len(names.get(task, [])) != k:
                 names[task] = [f"class_{i}" for i in range(k)]
@@ -178,10 +141,8 @@ class Predictor:
     def predict_raw(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, 3, H, W) in [0, 1] -> raw head outputs {task: (B, C_t, H, W)} at the input's size."""
         size = (image.shape[-2], image.shape[-1])
-        x = image.to(self.device, torch.float32)
-        s = self.input_size
-        if size != (s, s):  # the eval loader's resize, so predictions match what evaluation scored
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+        # the eval loader's resize, so predictions match what evaluation scored
+        x = resize_to_input(image.to(self.device, torch.float32), self.input_size)
         raw = self.model(x)
         return {t: (p.float() if p.shape[-2:] == size
                     else F.interpolate(p.float(), size=size, mode="bilinear", align_corners=False))

@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskadapt import __version__
 from taskadapt.errors import TaskadaptError
+from taskadapt.version import __version__
 
 app = typer.Typer(
     name="taskadapt",
@@ -36,7 +36,7 @@ err_console = Console(stderr=True)
 
 def _is_main_process() -> bool:
     """False on the ranks > 0 of a torchrun launch: only rank 0 prints results."""
-    from taskadapt.train.distributed import is_main_process
+    from taskadapt.distributed import is_main_process
 
     return is_main_process()
 
@@ -85,7 +85,7 @@ def make_scenes(
 def check(
     root: Annotated[Path, typer.Argument(help="Dataset folder.")],
     format: Annotated[
-        str, typer.Option("--format", help="Dataset format (`scenes` = nyud); see `taskadapt info`.")
+        str, typer.Option("--format", help="Dataset format; see `taskadapt info`.")
     ] = "nyud",
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Split(s) to check (default: all found).")
@@ -97,8 +97,6 @@ def check(
     """Validate a dataset folder: layout, ids, shapes and value ranges. Exit 1 if problems are found."""
     from taskadapt.data.check import check_dataset
 
-    if format == "scenes":  # procedural scene folders are NYUD-layout folders with a meta.json
-        format = "nyud"
     report = check_dataset(root, format, splits=split, max_samples=max_samples, progress=True)
     console.print(report.to_table())
     if not report.ok:
@@ -168,7 +166,7 @@ def eval_cmd(
     """
     data = list(data or [])
     if len(checkpoints) == 1 and len(data) <= 1:
-        from taskadapt.evaluation_report import evaluate_checkpoint, metrics_table
+        from taskadapt.evaluation import evaluate_checkpoint, metrics_table
 
         results = evaluate_checkpoint(checkpoints[0], data=data[0] if data else None, format=format, split=split,
                                       baseline=baseline, out=out)
@@ -243,7 +241,7 @@ def predict_cmd(
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/predictions",
 ) -> None:
     """A PNG per task per image, and a side-by-side sheet per image."""
-    from taskadapt.evaluation_report import predict_images
+    from taskadapt.evaluation.predictions import predict_images
 
     paths = predict_images(checkpoint, images, out)
     console.print(f"wrote {len(paths)} files to {out}")
@@ -255,7 +253,7 @@ def affinity_cmd(
     out: Annotated[str | None, typer.Option(help="PNG path or folder for the heat map.")] = None,
 ) -> None:
     """The TROA task-affinity matrix as a table and a heat-map PNG."""
-    from taskadapt.evaluation_report import affinity_report
+    from taskadapt.evaluation.affinity import affinity_report
 
     table, png = affinity_report(checkpoint, out=out)
     console.print(table)
@@ -299,10 +297,10 @@ def compare_cmd(
     ] = None,
 ) -> None:
     """Train every method with the same schedule and print one table with Delta_m against single-task."""
-    from taskadapt.compare import compare_table, resolve_seeds, run_compare, run_compare_seeds, seeds_tables
     from taskadapt.config import load_config
     from taskadapt.errors import ConfigError
     from taskadapt.io import write_json
+    from taskadapt.settings.compare import compare_table, resolve_seeds, run_compare, run_compare_seeds, seeds_tables
 
     config, overrides = _split_config_arg(config, overrides)
     cfg = load_config(config, overrides)
@@ -391,14 +389,15 @@ def params(
     import dataclasses
 
     from taskadapt.config import load_config
-    from taskadapt.models import create_model
+    from taskadapt.models import create_model, num_classes_for
     from taskadapt.models.params import count_trainable, parameter_table
 
     config, overrides = _split_config_arg(config, overrides)
     cfg = load_config(config, overrides or [])
-    model = create_model(cfg)
+    classes = num_classes_for(cfg)
+    model = create_model(cfg, num_classes=classes)
     reference_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, method="mtl_finetune"))
-    reference = count_trainable(create_model(reference_cfg, num_classes=getattr(model, "num_classes", None)))
+    reference = count_trainable(create_model(reference_cfg, num_classes=classes))
     table = Table(title=f"{cfg.model.method} on {cfg.model.backbone}, tasks {', '.join(cfg.data.tasks)}")
     for col in ("component", "trainable", "frozen"):
         table.add_column(col, justify="left" if col == "component" else "right")
@@ -433,7 +432,7 @@ def info() -> None:
     table.add_column("names")
     tasks = [f"{t} ({get_task(t).primary_metric})" for t in list_tasks()]
     table.add_row("tasks (primary metric)", ", ".join(tasks))
-    table.add_row("dataset formats", ", ".join(["scenes", *list_formats()]))
+    table.add_row("dataset formats", ", ".join(list_formats()))
     table.add_row("scene domains", ", ".join(list_domains()))
     table.add_row("backbones", ", ".join(list_backbones()))
     table.add_row("methods", ", ".join(list_methods()))

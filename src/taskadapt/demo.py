@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -20,8 +21,11 @@ from rich.console import Console
 from rich.table import Table
 
 from taskadapt.config import Config, load_config
-from taskadapt.data.scenes import CLASS_NAMES, write_scenes
+from taskadapt.data.datasets import create_dataset, prepare_dataset
+from taskadapt.data.scenes import CLASS_NAMES
+from taskadapt.evaluation import eval_loader, evaluate_run, make_metrics
 from taskadapt.io import write_json, write_text
+from taskadapt.tasks import get_task
 
 console = Console()
 
@@ -56,8 +60,6 @@ def demo_config(out: Path, backbone_init: str = "pretrained", steps: int | None 
 def trivial_baselines(cfg: Config, train_ds, test_loader, num_classes: dict) -> dict:
     """Metrics of predictors that ignore the image: the most frequent training class, the mean training
     depth, the mean training normal, and a constant edge probability (the training edge density)."""
-    from taskadapt.train.evaluate import make_metrics
-
     n = min(len(train_ds), 256)
     counts = torch.zeros(num_classes["semseg"])
     depth_sum = depth_n = 0.0
@@ -86,19 +88,27 @@ def trivial_baselines(cfg: Config, train_ds, test_loader, num_classes: dict) -> 
     return {t: {k: float(v) for k, v in m.compute().items() if v.ndim == 0} for t, m in metrics.items()}
 
 
-PRIMARY = {"semseg": ("mIoU", True), "depth": ("rmse", False), "normals": ("mean", False), "edge": ("odsF", True)}
+def _domain_section(cfg: Config, out: Path, domain: str):
+    """The data section of the scenes of ``domain`` under ``out/scenes`` (test split only for the unseen
+    domains: the same geometry as the training domain's test split, other appearance)."""
+    s = cfg.data.scenes
+    scenes = s if domain == s.domain else dataclasses.replace(s, domain=domain, train=0, val=0)
+    return dataclasses.replace(cfg.data, root=str(out / "scenes" / domain), scenes=scenes)
+
+
+def _primary(task: str) -> tuple[str, bool]:
+    spec = get_task(task)
+    return spec.primary_metric, spec.higher_is_better
 
 
 def run_demo(out: str | Path = "runs/demo", backbone_init: str = "pretrained", steps: int | None = None,
              overwrite: bool = False, progress: bool = True, extra: list[str] | tuple[str, ...] = ()) -> Path:
     """Run the demo end to end; returns the path of ``report.md``."""
     from taskadapt.api import load
-    from taskadapt.data.datasets import create_dataset
     from taskadapt.errors import ConfigError
-    from taskadapt.evaluation_report import affinity_report
+    from taskadapt.evaluation.affinity import affinity_report
     from taskadapt.models.params import parameter_table
-    from taskadapt.train.data import build_splits, eval_loader, prepare_scenes
-    from taskadapt.train.evaluate import evaluate
+    from taskadapt.train.data import build_splits
     from taskadapt.train.trainer import train
 
     t_start = time.perf_counter()
@@ -111,32 +121,25 @@ def run_demo(out: str | Path = "runs/demo", backbone_init: str = "pretrained", s
 
         shutil.rmtree(out / "run")
     cfg = demo_config(out, backbone_init, steps, extra)
-    s = cfg.data.scenes
     console.rule("1/4 procedural scenes")
-    prepare_scenes(cfg, progress=progress)
-    for domain in UNSEEN:  # the same test geometry (seed, split, index) in unseen appearances
-        root = out / "scenes" / domain
-        if not (root / "meta.json").is_file():
-            write_scenes(root, domain=domain, counts={"train": 0, "val": 0, "test": s.test}, size=s.size,
-                         seed=s.seed, progress=progress, overwrite=True)
+    sections = {d: _domain_section(cfg, out, d) for d in (cfg.data.scenes.domain, *UNSEEN)}
+    for section in sections.values():  # unseen: the same test geometry (seed, split, index), other appearance
+        prepare_dataset(section, progress=progress)
 
     console.rule(f"2/4 training adapters ({backbone_init} backbone)")
     result = train(cfg, progress=progress)
 
     console.rule("3/4 evaluation")
     predictor = load(result.best or result.last)
-    model = predictor.model
     splits = build_splits(cfg)
-    results = {}
-    for domain in ("studio", *UNSEEN):
-        test = create_dataset("nyud", out / "scenes" / domain, "test", tasks=TASKS)
-        loader = eval_loader(cfg, test, batch_size=32)
-        results[domain] = evaluate(model, loader, TASKS, splits.num_classes, edge_exact=True,
-                                   progress=progress, description=f"evaluating {domain}")["metrics"]
-    trivial = trivial_baselines(cfg, splits.train, eval_loader(cfg, splits.test, batch_size=32), splits.num_classes)
+    results = {domain: evaluate_run(predictor.run, section, "test", TASKS, batch_size=32, progress=progress,
+                                    description=f"evaluating {domain}")["metrics"]
+               for domain, section in sections.items()}
+    test_loader = eval_loader(splits.test, predictor.input_size, batch_size=32)
+    trivial = trivial_baselines(cfg, splits.train, test_loader, splits.num_classes)
 
     console.rule("4/4 report")
-    report = _write_report(out, cfg, result, results, trivial, parameter_table(model), predictor,
+    report = _write_report(out, cfg, result, results, trivial, parameter_table(predictor.model), predictor,
                            affinity_report, time.perf_counter() - t_start, backbone_init)
     console.print(_summary_table(results, trivial))
     console.print(f"[green]report[/green]: {report}")
@@ -146,19 +149,19 @@ def run_demo(out: str | Path = "runs/demo", backbone_init: str = "pretrained", s
 def _summary_table(results: dict, trivial: dict) -> Table:
     table = Table(title="taskadapt demo: test metrics (primary metric per task)")
     table.add_column("evaluated on")
-    for task, (metric, higher) in PRIMARY.items():
+    for task in TASKS:
+        metric, higher = _primary(task)
         table.add_column(f"{task} {metric} {'↑' if higher else '↓'}", justify="right")
     for name, res in [*[(f"{d}{' (training domain)' if d == 'studio' else ' (unseen)'}", r)
                         for d, r in results.items()], ("trivial predictor (studio)", trivial)]:
-        table.add_row(name, *[f"{res[t][m]:.3f}" for t, (m, _) in PRIMARY.items()])
+        table.add_row(name, *[f"{res[t][_primary(t)[0]]:.3f}" for t in TASKS])
     return table
 
 
 def _prediction_sheet(predictor, out: Path, domain: str, root: Path, n: int = 4) -> Path:
-    from taskadapt.data.datasets import create_dataset
     from taskadapt.viz import contact_sheet
 
-    ds = create_dataset("nyud", root, "test", tasks=TASKS)
+    ds = create_dataset("scenes", root, "test", tasks=TASKS)
     rows, labels = [], []
     for i in range(n):
         sample = ds[i]
@@ -189,14 +192,15 @@ def _write_report(out, cfg, result, results, trivial, params, predictor, affinit
         f"Total time {seconds / 60:.1f} min ({result.seconds / 60:.1f} min training) on "
         f"{torch.get_num_threads()} CPU threads. Edge F-measures use the exact one-to-one matcher.", "",
         "## Test metrics", "",
-        "| evaluated on | " + " | ".join(f"{t} {m} {'↑' if h else '↓'}" for t, (m, h) in PRIMARY.items()) + " |",
-        "|---|" + "---:|" * len(PRIMARY),
+        "| evaluated on | " + " | ".join(f"{t} {m} {'↑' if h else '↓'}" for t, (m, h) in
+                                         ((t, _primary(t)) for t in TASKS)) + " |",
+        "|---|" + "---:|" * len(TASKS),
     ]
     for d, r in results.items():
         name = f"{d} ({'training domain' if d == 'studio' else 'unseen'})"
-        lines.append(f"| {name} | " + " | ".join(f"{r[t][m]:.3f}" for t, (m, _) in PRIMARY.items()) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{r[t][_primary(t)[0]]:.3f}" for t in TASKS) + " |")
     lines.append("| trivial predictor (studio) | " +
-                 " | ".join(f"{trivial[t][m]:.3f}" for t, (m, _) in PRIMARY.items()) + " |")
+                 " | ".join(f"{trivial[t][_primary(t)[0]]:.3f}" for t in TASKS) + " |")
     lines += ["", "Trivial predictor: the most frequent training class, the mean training depth, the mean training "
               "normal, a constant edge probability.", "", "All metrics, in-domain:", ""]
     for task, metrics in results["studio"].items():

@@ -58,6 +58,10 @@ class Registry(Generic[T]):
         """Registered names matching a shell-style ``pattern``, sorted."""
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
 
+    def values(self) -> list[T]:
+        """The registered objects, in name order."""
+        return [self._items[n] for n in sorted(self._items)]
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 

@@ -30,6 +30,7 @@ from taskadapt.data.datasets import get_dataset_class
 from taskadapt.data.datasets.base import MultiTaskDataset
 from taskadapt.data.sample import IGNORE_INDEX, INTEGER_LABELS, LABEL_CHANNELS
 from taskadapt.errors import TaskadaptError
+from taskadapt.tasks import get_task
 
 #: allowed deviation of a valid normal from unit length
 NORMAL_TOL = 1e-2
@@ -79,8 +80,7 @@ class SplitRow:
         if task == "normals":
             return f"{valid:.0%} valid"
         positive = s["positive"] / max(s["valid"], 1)
-        word = "edge" if task == "edge" else "salient"
-        return f"{positive:.1%} {word}, {valid:.0%} valid"
+        return f"{positive:.1%} {get_task(task).positive_name}, {valid:.0%} valid"
 
 
 @dataclass

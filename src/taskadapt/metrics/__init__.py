@@ -2,16 +2,15 @@
 
 Every metric accumulates dataset-level sums (confusion matrices, error sums, histograms, per-threshold
 counts), so results never depend on the batch size and DDP synchronisation is exact. Each class has
-``primary`` (the metric used for Delta_m) and ``directions`` (metric name -> higher is better).
+``primary`` (the metric used for Delta_m and model selection), ``directions`` (metric name -> higher
+is better) and ``shown`` (what a summary table shows, primary first); the task specs of
+:mod:`taskadapt.tasks` read these, they never copy them.
+
+Nothing here imports :mod:`taskadapt.tasks` (the tasks import this package lazily), so the import
+graph stays acyclic.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-
-import torch
-from torch import nn
-from torchmetrics import Metric
 
 from taskadapt.metrics.delta_m import DeltaM, delta_m, load_baseline, save_baseline, validate_baseline
 from taskadapt.metrics.depth import DepthMetric
@@ -27,7 +26,6 @@ __all__ = [
     "DepthMetric",
     "EdgeMetric",
     "MultiAnnotatorEdgeMetric",
-    "MultiTaskMetrics",
     "NormalsMetric",
     "SaliencyMetric",
     "SegmentationMetric",
@@ -36,49 +34,3 @@ __all__ = [
     "save_baseline",
     "validate_baseline",
 ]
-
-
-class MultiTaskMetrics(nn.Module):
-    """A dict of task -> metric, updated from dicts of predictions and targets.
-
-    Usage::
-
-        m = MultiTaskMetrics({"semseg": SegmentationMetric(3), "depth": DepthMetric()})
-        m.update(preds, targets)  # tasks absent from ``targets`` are skipped
-        m.compute()               # {"semseg": {"mIoU": ..., ...}, "depth": {...}}, updated tasks only
-
-    An ``nn.Module`` so that ``.to(device)`` moves every metric's states.
-    """
-
-    def __init__(self, metrics: Mapping[str, Metric]):
-        super().__init__()
-        self.metrics = nn.ModuleDict(dict(metrics))
-
-    def __getitem__(self, task: str) -> Metric:
-        return self.metrics[task]
-
-    def __contains__(self, task: object) -> bool:
-        return task in self.metrics
-
-    def tasks(self) -> list[str]:
-        return list(self.metrics.keys())
-
-    def update(self, preds: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> None:
-        for task, metric in self.metrics.items():
-            if task not in targets:
-                continue
-            if task not in preds:
-                raise KeyError(f"targets have task '{task}' but predictions do not (have: {sorted(preds)})")
-            metric.update(preds[task], targets[task])
-
-    def compute(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Results of every task that received at least one update."""
-        return {task: m.compute() for task, m in self.metrics.items() if m.update_count > 0}
-
-    def reset(self) -> None:
-        for metric in self.metrics.values():
-            metric.reset()
-
-    def primary(self) -> dict[str, str]:
-        """task -> name of its primary metric."""
-        return {task: m.primary for task, m in self.metrics.items()}

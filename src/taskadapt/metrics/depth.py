@@ -37,6 +37,8 @@ class DepthMetric(Metric):
     full_state_update = False
 
     primary: str = "rmse"
+    #: what a summary table shows for the task, primary first
+    shown: tuple[str, ...] = ("rmse", "abs_rel")
     directions: dict[str, bool] = {
         "rmse": False,
         "abs_rel": False,

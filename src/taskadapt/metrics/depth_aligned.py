@@ -102,6 +102,8 @@ class AlignedDepthMetric(Metric):
     full_state_update = False
 
     primary: str = "abs_rel"
+    #: what a summary table shows for the task, primary first
+    shown: tuple[str, ...] = ("abs_rel", "silog", "delta1")
     directions: dict[str, bool] = {"silog": False, "abs_rel": False, "rmse": False,
                                    "delta1": True, "delta2": True, "delta3": True}
 

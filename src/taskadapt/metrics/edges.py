@@ -285,6 +285,8 @@ class EdgeMetric(Metric):
     full_state_update = False
 
     primary: str = "odsF"
+    #: what a summary table shows for the task, primary first
+    shown: tuple[str, ...] = ("odsF",)
     directions: dict[str, bool] = {"odsF": True, "oisF": True, "AP": True}
 
     def __init__(

@@ -46,6 +46,8 @@ class NormalsMetric(Metric):
     full_state_update = False
 
     primary: str = "mean"
+    #: what a summary table shows for the task, primary first
+    shown: tuple[str, ...] = ("mean", "median", "within_11.25")
     directions: dict[str, bool] = {
         "mean": False,
         "median": False,

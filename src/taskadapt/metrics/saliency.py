@@ -48,6 +48,8 @@ class SaliencyMetric(Metric):
     full_state_update = False
 
     primary: str = "maxF"
+    #: what a summary table shows for the task, primary first
+    shown: tuple[str, ...] = ("maxF",)
     directions: dict[str, bool] = {"maxF": True, "max_mIoU": True}
 
     def __init__(self, beta_sq: float = 0.3, compat: str | None = None, **kwargs):

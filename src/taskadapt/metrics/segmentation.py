@@ -53,6 +53,8 @@ class SegmentationMetric(Metric):
     full_state_update = False
 
     primary: str = "mIoU"
+    #: what a summary table shows for the task, primary first
+    shown: tuple[str, ...] = ("mIoU",)
     directions: dict[str, bool] = {"mIoU": True, "pixel_acc": True, "mean_acc": True}
 
     confmat: torch.Tensor

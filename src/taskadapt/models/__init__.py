@@ -1,25 +1,19 @@
-"""Backbones, adapters, decoder and heads: image -> {task: prediction}.
+"""Backbones, methods, decoder and heads: image -> {task: prediction}.
 
 ``create_backbone(name)`` builds a timm-compatible backbone (:mod:`taskadapt.models.backbones`);
-``create_model(config)`` the whole multitask model for a method (:mod:`taskadapt.models.methods`).
+``get_method(name).build(...)`` a method's network (:mod:`taskadapt.models.methods`);
+``create_model(config)`` the configured one (:mod:`taskadapt.models.factory`).
 """
 
 from __future__ import annotations
 
 from taskadapt.models.backbones import Backbone, create_backbone, list_backbones
+from taskadapt.models.factory import create_model, num_classes_for
+from taskadapt.models.methods import get_method, list_methods
+from taskadapt.models.methods.adapters import AdapterModel
+from taskadapt.models.methods.stl import SingleTaskEnsemble
+from taskadapt.models.multitask import MultiTaskModel
+from taskadapt.models.network import TaskNetwork
 
-
-def __getattr__(name: str):
-    # create_model imports the config module, which imports this package: resolve it lazily
-    if name in ("create_model", "num_classes_for"):
-        from taskadapt.models import factory
-
-        return getattr(factory, name)
-    if name in ("MultiTaskModel", "SingleTaskEnsemble"):
-        from taskadapt.models import multitask
-
-        return getattr(multitask, name)
-    raise AttributeError(f"module 'taskadapt.models' has no attribute {name!r}")
-
-
-__all__ = ["Backbone", "MultiTaskModel", "SingleTaskEnsemble", "create_backbone", "create_model", "list_backbones"]
+__all__ = ["AdapterModel", "Backbone", "MultiTaskModel", "SingleTaskEnsemble", "TaskNetwork", "create_backbone",
+           "create_model", "get_method", "list_backbones", "list_methods", "num_classes_for"]

@@ -22,13 +22,15 @@ affinity-weighted mix of the learnable task embeddings ``E`` (T, D):
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 Measure = Literal["cosine", "projection"]
+#: model.troa.measure values
+TROA_MEASURES: tuple[str, ...] = get_args(Measure)
 
 
 def pairwise_affinity(grads: torch.Tensor, measure: Measure) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +53,7 @@ def pairwise_affinity(grads: torch.Tensor, measure: Measure) -> tuple[torch.Tens
     elif measure == "projection":
         value = dots / sq.clamp_min(eps).unsqueeze(1)  # divide by ||g_j||^2 (column j)
     else:
-        raise ValueError(f"unknown TROA measure {measure!r}; use 'cosine' or 'projection'")
+        raise ValueError(f"unknown TROA measure {measure!r}; use one of {', '.join(TROA_MEASURES)}")
     value = value.clamp(0.0, 1.0) * valid
     return value.sum(0).float(), valid.sum(0).float()
 
@@ -66,8 +68,8 @@ class TaskAffinity(nn.Module):
 
     def __init__(self, num_tasks: int, measure: Measure = "projection", momentum: float = 0.9):
         super().__init__()
-        if measure not in ("cosine", "projection"):
-            raise ValueError(f"unknown TROA measure {measure!r}; use 'cosine' or 'projection'")
+        if measure not in TROA_MEASURES:
+            raise ValueError(f"unknown TROA measure {measure!r}; use one of {', '.join(TROA_MEASURES)}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"TROA momentum must be in [0, 1), got {momentum}")
         self.measure: Measure = measure

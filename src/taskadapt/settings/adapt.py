@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskadapt.config import Config, model_tasks
+from taskadapt.config import Config, validate
+from taskadapt.data.datasets import describe
 from taskadapt.errors import ConfigError
-from taskadapt.evaluation_report import metric_info
 from taskadapt.io import write_json, write_text
 from taskadapt.settings.common import (
-    describe,
     fmt,
     markdown_table,
     metric_header,
@@ -34,6 +33,7 @@ from taskadapt.settings.common import (
     shown_metrics,
     with_run,
 )
+from taskadapt.tasks import get_task
 
 ROWS = ("source only", "adapted (ours)", "target supervised")
 
@@ -56,20 +56,17 @@ class AdaptResult:
 def plan_runs(cfg: Config, out: Path) -> dict[str, Config]:
     """The three runs of the protocol by row name."""
     target = cfg.adapt.target
-    tasks = [t for t in model_tasks(cfg) if t in target.tasks]
+    tasks = [t for t in cfg.model_tasks() if t in target.tasks]
     if not tasks:
-        raise ConfigError(f"adapt.target.tasks {target.tasks} shares no task with the model's {model_tasks(cfg)}: "
+        raise ConfigError(f"adapt.target.tasks {target.tasks} shares no task with the model's {cfg.model_tasks()}: "
                           "nothing could be scored on the target")
-    if target.crop_size != cfg.data.crop_size:  # checked before any training, not when the adapted run starts
-        raise ConfigError(f"adapt.target.crop_size {target.crop_size} differs from data.crop_size "
-                          f"{cfg.data.crop_size}: source and target crops go through the network in one batch; "
-                          "make them equal")
     if cfg.model.tasks is not None and cfg.model.tasks != cfg.data.tasks:
         raise ConfigError("domain adaptation trains every model task on the source: set model.tasks=null")
     source_only = with_run(cfg, out / "source-only")
     source_only.adapt.enabled = False
     adapted = with_run(cfg, out / "adapted")
     adapted.adapt.enabled = True
+    validate(adapted)  # before any training, not when the adapted run starts (e.g. the crop sizes)
     oracle = with_run(cfg, out / "target-supervised")
     oracle.adapt.enabled = False
     oracle.data = copy.deepcopy(target)
@@ -90,7 +87,7 @@ def gap_closed(source: float, adapted: float, oracle: float) -> float | None:
 
 def run_adapt(cfg: Config, out: str | os.PathLike | None = None, progress: bool = True) -> AdaptResult:
     """Run the protocol (reusing finished runs in ``out``) and write ``adapt.json`` / ``adapt.md``."""
-    from taskadapt.compare import ensure_trained
+    from taskadapt.settings.compare import ensure_trained
 
     out = Path(out if out is not None else cfg.out_dir)
     runs = plan_runs(cfg, out)
@@ -102,7 +99,7 @@ def run_adapt(cfg: Config, out: str | os.PathLike | None = None, progress: bool 
         metrics[row] = score(path, cfg.adapt.target, tasks, Path(c.out_dir) / "eval-target", progress)
     closed = {}
     for t in tasks:
-        primary, _ = metric_info(t)
+        primary = get_task(t).primary_metric
         values = [metrics[r][t][primary] for r in ROWS]
         closed[t] = gap_closed(*values)
     a = cfg.adapt
@@ -122,8 +119,8 @@ def _table(result: AdaptResult) -> tuple[list[str], list[list[str]]]:
     rows = [[r] + [fmt(result.metrics[r].get(t, {}).get(n)) for t, n in columns] for r in ROWS]
     closed = ["share of the gap closed"]
     for t, n in columns:
-        value = result.gap_closed.get(t) if n == metric_info(t)[0] else None
-        closed.append("" if n != metric_info(t)[0] else ("-" if value is None else f"{100 * value:.0f} %"))
+        value = result.gap_closed.get(t) if n == get_task(t).primary_metric else None
+        closed.append("" if n != get_task(t).primary_metric else ("-" if value is None else f"{100 * value:.0f} %"))
     return header, rows + [closed]
 
 

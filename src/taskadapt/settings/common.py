@@ -1,4 +1,4 @@
-"""Pieces the settings share: a run's config for another dataset, scoring a checkpoint on a dataset
+"""Pieces the protocols share: a run's config for another dataset, scoring a checkpoint on a dataset
 section, and the metric cells of their tables."""
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from typing import Any
 from rich.table import Table
 
 from taskadapt.config import Config, DataConfig
-from taskadapt.evaluation_report import evaluate_checkpoint, metric_info
-
-#: every table cell shows these metrics of each task (the primary first)
-SHOWN = {"semseg": ["mIoU"], "depth": ["rmse", "abs_rel"], "normals": ["mean", "median", "within_11.25"],
-         "edge": ["odsF"], "parts": ["mIoU"], "saliency": ["maxF"]}
+from taskadapt.data.datasets import prepare_dataset
+from taskadapt.evaluation.scoring import evaluate_checkpoint
+from taskadapt.tasks import get_task
 
 
 def with_run(cfg: Config, out_dir: Path, **train: Any) -> Config:
@@ -37,30 +35,19 @@ def shorter_schedule(c: Config, steps: int) -> None:
 
 def score(checkpoint: Path, data: DataConfig, tasks: list[str], out: Path, progress: bool = True) -> dict:
     """Every metric of ``tasks`` on the test split of the dataset section ``data`` (exact edges)."""
-    from taskadapt.train.data import dataset_root, prepare_scenes
-
-    if data.format == "scenes":
-        prepare_scenes(data, progress=progress)
-    fmt = "nyud" if data.format == "scenes" else data.format
-    doc = evaluate_checkpoint(checkpoint, data=str(dataset_root(data)), format=fmt, split=data.test_split,
-                              out=str(out), progress=progress, tasks=tasks, options=dict(data.options))
+    prepare_dataset(data, progress=progress)
+    doc = evaluate_checkpoint(checkpoint, section=data, split=data.test_split, out=str(out), progress=progress,
+                              tasks=tasks)
     return doc["metrics"]
 
 
-def describe(d: DataConfig) -> str:
-    """``scenes/<domain>`` or ``<format>:<root>``."""
-    return f"scenes/{d.scenes.domain}" if d.format == "scenes" else f"{d.format}:{d.root}"
-
-
 def shown_metrics(task: str, metrics: dict[str, float]) -> list[str]:
-    primary, _ = metric_info(task)
-    names = SHOWN.get(task, [primary])
-    return [n for n in names if n in metrics]
+    """The metrics a table shows for ``task`` (its metric's ``shown``, primary first) among ``metrics``."""
+    return [n for n in get_task(task).shown_metrics if n in metrics]
 
 
 def metric_header(task: str, name: str) -> str:
-    _, directions = metric_info(task)
-    return f"{task} {name} {'↑' if directions.get(name, True) else '↓'}"
+    return f"{task} {name} {'↑' if get_task(task).directions.get(name, True) else '↓'}"
 
 
 def fmt(value: float | None) -> str:

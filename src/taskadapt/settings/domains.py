@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskadapt.distributed import is_main_process
 from taskadapt.errors import ConfigError
-from taskadapt.evaluation_report import available_splits, evaluate_checkpoint, metric_info
+from taskadapt.evaluation.loaders import available_splits
+from taskadapt.evaluation.scoring import evaluate_checkpoint
 from taskadapt.io import write_json, write_text
+from taskadapt.run import Run
 from taskadapt.settings.common import fmt, markdown_table, metric_header, rich_table, shown_metrics
-from taskadapt.train import checkpoint as ckpt_io
-from taskadapt.train.distributed import is_main_process
+from taskadapt.tasks import get_task
 
 
 @dataclass
@@ -58,14 +60,10 @@ def parse_domain(spec: str, fmt: str | None = None) -> Domain:
     return Domain(name, root, fmt)
 
 
-def _reader(fmt: str) -> str:
-    return "nyud" if fmt == "scenes" else fmt
-
-
 def default_split(own_format: str, domain: Domain) -> str | None:
     """None (the checkpoint's own test split) on the checkpoint's format ``own_format``; on another
     format that format's ``test`` split, else ``val`` (NYUD's test set)."""
-    if domain.format is None or _reader(domain.format) == _reader(own_format):
+    if domain.format is None or domain.format == own_format:
         return None
     available = available_splits(domain.format, domain.root) or []
     return next((s for s in ("test", "val") if s in available), None)
@@ -73,11 +71,10 @@ def default_split(own_format: str, domain: Domain) -> str | None:
 
 def relative_drop(task: str, in_domain: float, other: float) -> float | None:
     """(other - in) / in for lower-is-better metrics, (in - other) / in for higher-is-better; + = worse."""
-    primary, directions = metric_info(task)
     if abs(in_domain) < 1e-12:
         return None
     change = (other - in_domain) / abs(in_domain)
-    return -change if directions[primary] else change
+    return -change if get_task(task).higher_is_better else change
 
 
 def model_name(checkpoint: Path, used: set[str]) -> str:
@@ -106,7 +103,7 @@ def evaluate_domains(checkpoints: list[str | os.PathLike], domains: list[Domain]
         label = model_name(Path(ckpt), used)
         models.append(label)
         metrics[label], drops[label] = {}, {}
-        own_format = ckpt_io.read_meta(ckpt)["config"]["data"]["format"]
+        own_format = Run.open(ckpt).config.data.format
         for d in domains:
             doc = evaluate_checkpoint(ckpt, data=d.root, format=d.format, split=split or default_split(own_format, d),
                                       out=str(out / _safe(label) / _safe(d.name)), progress=progress)
@@ -115,7 +112,7 @@ def evaluate_domains(checkpoints: list[str | os.PathLike], domains: list[Domain]
         for d in domains[1:]:
             drops[label][d.name] = {}
             for task, values in metrics[label][d.name].items():
-                primary, _ = metric_info(task)
+                primary = get_task(task).primary_metric
                 if task in reference and primary in values:
                     drops[label][d.name][task] = relative_drop(task, reference[task][primary], values[primary])
     result = DomainsResult(domains, models, [str(c) for c in checkpoints], split, metrics, drops)

@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskadapt.config import Config, model_tasks
+from taskadapt.config import Config
+from taskadapt.data.datasets import describe
 from taskadapt.errors import ConfigError
 from taskadapt.io import write_json, write_text
 from taskadapt.settings.common import (
-    describe,
     fmt,
     markdown_table,
     metric_header,
@@ -71,7 +71,7 @@ def plan_runs(cfg: Config, out: Path) -> dict[str, Config]:
     The target runs' ``train.init_from`` is filled in when their source run has finished.
     """
     z = cfg.zeroshot
-    tasks = model_tasks(cfg)
+    tasks = cfg.model_tasks()
     missing = [t for t in z.tasks if t not in tasks]
     if missing or not z.tasks:
         raise ConfigError(f"zeroshot.tasks {z.tasks} must name tasks the source model learns ({tasks})")
@@ -107,12 +107,12 @@ def plan_runs(cfg: Config, out: Path) -> dict[str, Config]:
 
 def run_zeroshot(cfg: Config, out: str | os.PathLike | None = None, progress: bool = True) -> ZeroShotResult:
     """Run the protocol (reusing finished runs in ``out``) and write ``zeroshot.json`` / ``zeroshot.md``."""
-    from taskadapt.compare import ensure_trained
+    from taskadapt.settings.compare import ensure_trained
 
     out = Path(out if out is not None else cfg.out_dir)
     runs = plan_runs(cfg, out)
     method = cfg.model.method
-    scored = [t for t in model_tasks(cfg) if t in cfg.zeroshot.target.tasks]
+    scored = [t for t in cfg.model_tasks() if t in cfg.zeroshot.target.tasks]
     rows: list[ZeroShotRow] = []
     for m in (method, NO_TROA):
         source_ckpt, _, _ = ensure_trained(runs[f"source-{m}"], progress)

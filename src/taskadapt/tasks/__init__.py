@@ -6,7 +6,8 @@
 >>> get_task("depth").out_channels()
 1
 
-Each task module registers its spec on import; importing this package imports them all.
+Each task module registers its spec where the class is defined (``@register_task``); importing this
+package imports them all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskadapt.tasks import depth, edge, normals, parts, saliency, semseg  # noqa: F401  (registers)
-from taskadapt.tasks.base import TASKS, TaskKind, TaskSpec
+from taskadapt.tasks.base import TASKS, TaskKind, TaskSpec, register_task
 
 
 def get_task(name: str, **options: Any) -> TaskSpec:
@@ -31,4 +32,4 @@ def list_tasks(pattern: str = "*") -> list[str]:
     return TASKS.names(pattern)
 
 
-__all__ = ["TASKS", "TaskKind", "TaskSpec", "get_task", "list_tasks"]
+__all__ = ["TASKS", "TaskKind", "TaskSpec", "get_task", "list_tasks", "register_task"]

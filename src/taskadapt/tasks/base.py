@@ -1,8 +1,15 @@
 """The task contract: everything task-specific (label key, loss, ignore rule, post-processing,
-metric, visualisation) lives in one :class:`TaskSpec` per task, registered in :data:`TASKS`.
+metric, visualisation) lives in one :class:`TaskSpec` per task, registered in :data:`TASKS` with
+:func:`register_task` where the spec class is defined.
 
 Models, trainers and evaluators never branch on task names; they ask the spec. Shapes below use
 B = batch, C = the task's ``out_channels``, (H, W) = the label resolution.
+
+Facts about a task's metric (its primary metric, directions, the metrics a table shows) have one
+owner, the metric class in :mod:`taskadapt.metrics`; the spec names that class and reads it. The
+import is lazy so that ``import taskadapt.tasks`` does not pull in torchmetrics and scipy (the CLI
+and the models need the specs, not the metrics); :mod:`taskadapt.metrics` never imports this
+package, so the graph stays acyclic.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import abc
 import dataclasses
 import difflib
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -20,10 +27,10 @@ from taskadapt.data.sample import INTEGER_LABELS, valid_mask
 from taskadapt.errors import ConfigError
 from taskadapt.registry import Registry
 
-TaskKind = Literal["classification", "regression", "binary"]
+if TYPE_CHECKING:
+    from torchmetrics import Metric
 
-#: every task, by name; ``get_task``/``list_tasks`` in :mod:`taskadapt.tasks` read it
-TASKS: Registry[TaskSpec] = Registry("task")
+TaskKind = Literal["classification", "regression", "binary"]
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,13 @@ class TaskSpec(abc.ABC):
         label_key: the sample key holding the label (:mod:`taskadapt.data.sample`).
         kind: ``"classification"`` (integer class map, 255 ignore), ``"regression"`` (float map,
             NaN ignore) or ``"binary"`` (float {0, 1} map predicted as a logit, NaN ignore).
-        primary_metric: key of the metric's ``compute()`` dict used for model selection and Δm.
-        higher_is_better: direction of ``primary_metric``.
         default_loss_weight: lambda_t in the weighted total loss (method.md §7).
+
+    Class attributes (identity, not options):
+        metric_class_name: the class of :mod:`taskadapt.metrics` that scores the task; the read-only
+            properties :attr:`primary_metric`, :attr:`higher_is_better`, :attr:`directions` and
+            :attr:`shown_metrics` read it.
+        positive_name: what a positive pixel of a binary task is called in summaries (``"edge"``).
 
     Options (task-specific dataclass fields such as ``depth_loss``) are changed with
     :meth:`configure`, which returns a new spec.
@@ -46,12 +57,16 @@ class TaskSpec(abc.ABC):
     name: str
     label_key: str
     kind: TaskKind
-    primary_metric: str
-    higher_is_better: bool
     default_loss_weight: float
 
+    metric_class_name: ClassVar[str]
+    positive_name: ClassVar[str] = "positive"
+    #: the metric matches predicted and true boundaries within a tolerance (``make_metric``'s
+    #: ``boundary_tolerance``; the dataset format sets it, reports state it)
+    matches_boundaries: ClassVar[bool] = False
+
     #: fields that are identity, not options (``configure`` refuses to change them)
-    _FIXED: ClassVar[tuple[str, ...]] = ("name", "label_key", "kind", "primary_metric", "higher_is_better")
+    _FIXED: ClassVar[tuple[str, ...]] = ("name", "label_key", "kind")
 
     # -- structure -------------------------------------------------------------------------
 
@@ -87,16 +102,55 @@ class TaskSpec(abc.ABC):
 
     # -- evaluation ------------------------------------------------------------------------
 
+    @property
+    def metric_class(self) -> type[Metric]:
+        """The metric class named by ``metric_class_name``."""
+        import taskadapt.metrics  # lazy: keeps torchmetrics and scipy out of `import taskadapt.tasks`
+
+        return getattr(taskadapt.metrics, self.metric_class_name)
+
+    @property
+    def primary_metric(self) -> str:
+        """Key of the metric's ``compute()`` dict used for model selection and Δm."""
+        return self.metric_class.primary
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        """Metric name -> higher is better (a copy of the metric class's ``directions``)."""
+        return dict(self.metric_class.directions)
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Direction of :attr:`primary_metric`."""
+        return bool(self.metric_class.directions[self.primary_metric])
+
+    @property
+    def shown_metrics(self) -> tuple[str, ...]:
+        """The metrics a summary table shows for the task, primary first."""
+        return tuple(self.metric_class.shown)
+
+    def make_metric(self, num_classes: int | None = None, *, boundary_tolerance: float | None = None,
+                    exact: bool = True) -> Metric:
+        """A fresh ``metric_class`` instance fed with ``update(postprocess(pred), target)``.
+
+        Every task takes the same arguments, so callers never branch on the task; each uses only
+        what concerns it. ``num_classes``: K of class-map tasks. ``boundary_tolerance``: maxDist
+        of boundary matching as a fraction of the image diagonal (None: the metric's default).
+        ``exact``: exact one-to-one boundary matching (False: the approximate matcher).
+        """
+        return self.metric_class()
+
     @abc.abstractmethod
-    def make_metric(self, num_classes: int | None = None, **kwargs: Any):
-        """A fresh ``torchmetrics.Metric`` fed with ``update(postprocess(pred), target)``."""
+    def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None, *,
+                  depth_range: tuple[float, float] | None = None) -> np.ndarray:
+        """One label or post-processed prediction (no batch dim) -> (H, W, 3) uint8 picture.
+
+        Every task takes the same arguments (as for :meth:`make_metric`); each uses only what
+        concerns it. ``num_classes``: K of class-map tasks (fixed colours). ``depth_range``:
+        (near, far) metres of the colour scale (None: the map's own 2nd-98th percentiles).
+        Ignored pixels are black (:mod:`taskadapt.tasks.pictures`).
+        """
         ...
-
-    def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None) -> np.ndarray:
-        """One label or post-processed prediction (no batch dim) -> (H, W, 3) uint8 picture."""
-        from taskadapt.viz import label_to_rgb
-
-        return label_to_rgb(self.label_key, value, num_classes)
 
     # -- options ---------------------------------------------------------------------------
 
@@ -118,6 +172,23 @@ class TaskSpec(abc.ABC):
                 raise ConfigError(f"unknown option '{key}' for task '{self.name}'{hint} "
                                   f"Available: {', '.join(sorted(known))}")
         return dataclasses.replace(self, **options)
+
+
+#: every task, by name; ``get_task``/``list_tasks`` in :mod:`taskadapt.tasks` read it
+TASKS: Registry[TaskSpec] = Registry("task")
+
+SpecT = TypeVar("SpecT", bound=TaskSpec)
+
+
+def register_task(cls: type[SpecT]) -> type[SpecT]:
+    """Class decorator: register an instance of the spec class (its default options) under its ``name``.
+
+    Used where each spec class is defined, like ``@register_backbone``; a task that reuses another's
+    behaviour with other defaults is a subclass with its own field defaults (``PartsTask``).
+    """
+    spec = cls()
+    TASKS.register(spec.name, spec)
+    return cls
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,4 +231,4 @@ def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return total / valid.sum().clamp(min=1)
 
 
-__all__ = ["TASKS", "TaskKind", "TaskSpec", "check_choice", "check_shapes", "masked_mean"]
+__all__ = ["TASKS", "TaskKind", "TaskSpec", "check_choice", "check_shapes", "masked_mean", "register_task"]

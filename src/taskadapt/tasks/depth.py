@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
+import numpy as np
 import torch
 
 from taskadapt.errors import ConfigError
-from taskadapt.tasks.base import TASKS, TaskKind, TaskSpec, check_choice, check_shapes, masked_mean
+from taskadapt.tasks.base import TaskKind, TaskSpec, check_choice, check_shapes, masked_mean, register_task
+from taskadapt.tasks.pictures import depth_to_rgb
 
 
+@register_task
 @dataclass(frozen=True)
 class DepthTask(TaskSpec):
     """Label (B, 1, H, W) metres with NaN invalid; prediction = raw head output in metres.
@@ -24,11 +27,11 @@ class DepthTask(TaskSpec):
     name: str = "depth"
     label_key: str = "depth"
     kind: TaskKind = "regression"
-    primary_metric: str = "rmse"
-    higher_is_better: bool = False
     default_loss_weight: float = 1.0
     depth_loss: str = "l1"
     berhu_c: float = 0.2
+
+    metric_class_name: ClassVar[str] = "DepthMetric"
 
     def __post_init__(self) -> None:
         check_choice(self.name, "depth_loss", self.depth_loss, ("l1", "berhu"))
@@ -55,10 +58,7 @@ class DepthTask(TaskSpec):
         """(B, 1, H, W) -> (B, 1, H, W) clamped to >= 0 (depth cannot be negative)."""
         return pred.clamp(min=0.0)
 
-    def make_metric(self, num_classes: int | None = None, **kwargs: Any):
-        from taskadapt.metrics import DepthMetric
-
-        return DepthMetric(**kwargs)
-
-
-DEPTH = TASKS.register("depth", DepthTask())
+    def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None, *,
+                  depth_range: tuple[float, float] | None = None) -> np.ndarray:
+        """(1, H, W) or (H, W) metres -> (H, W, 3) turbo colours on ``depth_range`` (default: percentiles)."""
+        return depth_to_rgb(value, *(depth_range or (None, None)))

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from taskadapt.errors import ConfigError
-from taskadapt.tasks.base import TASKS, TaskKind, TaskSpec, check_shapes, masked_mean
+from taskadapt.tasks.base import TaskKind, TaskSpec, check_shapes, masked_mean, register_task
+from taskadapt.tasks.pictures import edge_to_rgb
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric
 
 
+@register_task
 @dataclass(frozen=True)
 class EdgeTask(TaskSpec):
     """Label (B, 1, H, W) in {0, 1} (NaN ignored); prediction = sigmoid probability.
@@ -28,10 +34,12 @@ class EdgeTask(TaskSpec):
     name: str = "edge"
     label_key: str = "edge"
     kind: TaskKind = "binary"
-    primary_metric: str = "odsF"
-    higher_is_better: bool = True
     default_loss_weight: float = 50.0
     pos_weight: float = 0.95
+
+    metric_class_name: ClassVar[str] = "EdgeMetric"
+    positive_name: ClassVar[str] = "edge"
+    matches_boundaries: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.pos_weight <= 1.0:
@@ -55,11 +63,16 @@ class EdgeTask(TaskSpec):
         """(B, 1, H, W) logits -> (B, 1, H, W) probabilities."""
         return torch.sigmoid(pred)
 
-    def make_metric(self, num_classes: int | None = None, **kwargs: Any):
-        """Default tolerance 0.011 of the diagonal (NYUD); pass ``tolerance=0.0075`` for PASCAL."""
-        from taskadapt.metrics import EdgeMetric
+    def make_metric(self, num_classes: int | None = None, *, boundary_tolerance: float | None = None,
+                    exact: bool = True) -> Metric:
+        """:class:`~taskadapt.metrics.EdgeMetric` with maxDist = ``boundary_tolerance`` x the image
+        diagonal (None: the metric's default, 0.011 as NYUD; pass 0.0075 for PASCAL) and the exact
+        one-to-one matcher unless ``exact=False``. ``num_classes`` is ignored."""
+        if boundary_tolerance is None:
+            return self.metric_class(exact=exact)
+        return self.metric_class(tolerance=boundary_tolerance, exact=exact)
 
-        return EdgeMetric(**kwargs)
-
-
-EDGE = TASKS.register("edge", EdgeTask())
+    def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None, *,
+                  depth_range: tuple[float, float] | None = None) -> np.ndarray:
+        """(1, H, W) or (H, W) boundary map or probability -> white edges on black."""
+        return edge_to_rgb(value)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from taskadapt.tasks.base import TASKS, TaskKind, TaskSpec, check_choice, check_shapes, masked_mean
+from taskadapt.tasks.base import TaskKind, TaskSpec, check_choice, check_shapes, masked_mean, register_task
+from taskadapt.tasks.pictures import normals_to_rgb
 
 
+@register_task
 @dataclass(frozen=True)
 class NormalsTask(TaskSpec):
     """Label (B, 3, H, W) unit vectors with NaN invalid; the raw prediction is L2-normalised first.
@@ -23,10 +26,10 @@ class NormalsTask(TaskSpec):
     name: str = "normals"
     label_key: str = "normals"
     kind: TaskKind = "regression"
-    primary_metric: str = "mean"
-    higher_is_better: bool = False
     default_loss_weight: float = 10.0
     normals_loss: str = "l1"
+
+    metric_class_name: ClassVar[str] = "NormalsMetric"
 
     def __post_init__(self) -> None:
         check_choice(self.name, "normals_loss", self.normals_loss, ("l1", "cosine"))
@@ -48,10 +51,7 @@ class NormalsTask(TaskSpec):
         """(B, 3, H, W) -> unit vectors (B, 3, H, W)."""
         return F.normalize(pred, dim=1, eps=1e-12)
 
-    def make_metric(self, num_classes: int | None = None, **kwargs: Any):
-        from taskadapt.metrics import NormalsMetric
-
-        return NormalsMetric(**kwargs)
-
-
-NORMALS = TASKS.register("normals", NormalsTask())
+    def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None, *,
+                  depth_range: tuple[float, float] | None = None) -> np.ndarray:
+        """(3, H, W) unit vectors -> (H, W, 3) as (n + 1) / 2."""
+        return normals_to_rgb(value)

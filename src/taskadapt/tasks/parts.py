@@ -6,14 +6,21 @@ they add nothing to the loss. Loss weight 2 follows the PASCAL multitask convent
 
 from __future__ import annotations
 
-from taskadapt.tasks.base import TASKS
+from dataclasses import dataclass
+
+from taskadapt.tasks.base import register_task
 from taskadapt.tasks.semseg import ClassMapTask
 
 #: background + head, torso, upper arms, lower arms/hands, upper legs, lower legs/feet
 NUM_HUMAN_PARTS = 7
 
-PARTS = TASKS.register(
-    "parts",
-    ClassMapTask(name="parts", label_key="parts", default_loss_weight=2.0,
-                 default_num_classes=NUM_HUMAN_PARTS),
-)
+
+@register_task
+@dataclass(frozen=True)
+class PartsTask(ClassMapTask):
+    """:class:`ClassMapTask` with the defaults of human parts; loss, metric and picture are semseg's."""
+
+    name: str = "parts"
+    label_key: str = "parts"
+    default_loss_weight: float = 2.0
+    default_num_classes: int | None = NUM_HUMAN_PARTS

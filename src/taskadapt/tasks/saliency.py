@@ -6,14 +6,17 @@ Loss weight 5 follows the PASCAL multitask convention of the field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from taskadapt.tasks.base import TASKS, TaskKind, TaskSpec, check_shapes, masked_mean
+from taskadapt.tasks.base import TaskKind, TaskSpec, check_shapes, masked_mean, register_task
+from taskadapt.tasks.pictures import edge_to_rgb
 
 
+@register_task
 @dataclass(frozen=True)
 class SaliencyTask(TaskSpec):
     """Label (B, 1, H, W) in {0, 1} (NaN ignored); loss = mean BCE-with-logits over valid pixels;
@@ -22,9 +25,10 @@ class SaliencyTask(TaskSpec):
     name: str = "saliency"
     label_key: str = "saliency"
     kind: TaskKind = "binary"
-    primary_metric: str = "maxF"
-    higher_is_better: bool = True
     default_loss_weight: float = 5.0
+
+    metric_class_name: ClassVar[str] = "SaliencyMetric"
+    positive_name: ClassVar[str] = "salient"
 
     def out_channels(self, num_classes: int | None = None) -> int:
         return 1
@@ -41,10 +45,7 @@ class SaliencyTask(TaskSpec):
         """(B, 1, H, W) logits -> (B, 1, H, W) probabilities."""
         return torch.sigmoid(pred)
 
-    def make_metric(self, num_classes: int | None = None, **kwargs: Any):
-        from taskadapt.metrics import SaliencyMetric
-
-        return SaliencyMetric(**kwargs)
-
-
-SALIENCY = TASKS.register("saliency", SaliencyTask())
+    def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None, *,
+                  depth_range: tuple[float, float] | None = None) -> np.ndarray:
+        """(1, H, W) or (H, W) mask or probability -> white on black."""
+        return edge_to_rgb(value)

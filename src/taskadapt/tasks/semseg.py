@@ -1,13 +1,13 @@
 """Semantic segmentation: K-way per-pixel classification, cross-entropy with 255 ignored.
 
-:class:`ClassMapTask` is shared with human parts (:mod:`taskadapt.tasks.parts`), which differs only
-in its name, label key, class count and loss weight.
+:class:`ClassMapTask` is shared with human parts (:class:`taskadapt.tasks.parts.PartsTask`, a
+subclass that changes only the defaults of its name, label key, class count and loss weight).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -15,9 +15,14 @@ import torch.nn.functional as F
 
 from taskadapt.data.sample import IGNORE_INDEX
 from taskadapt.errors import ConfigError
-from taskadapt.tasks.base import TASKS, TaskKind, TaskSpec, check_shapes
+from taskadapt.tasks.base import TaskKind, TaskSpec, check_shapes, register_task
+from taskadapt.tasks.pictures import semseg_to_rgb
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric
 
 
+@register_task
 @dataclass(frozen=True)
 class ClassMapTask(TaskSpec):
     """Per-pixel classification into ``num_classes`` classes; label (B, H, W) int64, 255 = ignore.
@@ -30,13 +35,13 @@ class ClassMapTask(TaskSpec):
     name: str = "semseg"
     label_key: str = "semseg"
     kind: TaskKind = "classification"
-    primary_metric: str = "mIoU"
-    higher_is_better: bool = True
     default_loss_weight: float = 1.0
     #: class count used when the caller passes none (None: the caller must say, it varies by dataset)
     default_num_classes: int | None = None
     #: check each batch's labels lie in [0, K) or 255 (one device sync per step; clearer than a CUDA assert)
     check_labels: bool = True
+
+    metric_class_name: ClassVar[str] = "SegmentationMetric"
 
     def __post_init__(self) -> None:
         k = self.default_num_classes
@@ -78,15 +83,22 @@ class ClassMapTask(TaskSpec):
         """(B, K, H, W) logits -> (B, H, W) int64 class ids."""
         return pred.argmax(dim=1)
 
-    def make_metric(self, num_classes: int | None = None, **kwargs: Any):
-        k = self.num_classes(num_classes)  # first, so a missing K is reported as such
-        from taskadapt.metrics import SegmentationMetric
+    def make_metric(self, num_classes: int | None = None, *, boundary_tolerance: float | None = None,
+                    exact: bool = True) -> Metric:
+        """:class:`~taskadapt.metrics.SegmentationMetric` over K classes, 255 ignored (K: ``num_classes``,
+        else ``default_num_classes``; neither is a ConfigError). The boundary options are ignored."""
+        k = self.num_classes(num_classes)
+        return self.metric_class(k, ignore_index=IGNORE_INDEX)
 
-        kwargs.setdefault("ignore_index", IGNORE_INDEX)
-        return SegmentationMetric(k, **kwargs)
+    def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None, *,
+                  depth_range: tuple[float, float] | None = None) -> np.ndarray:
+        """(H, W) class ids -> a fixed colour per class, 255 black.
 
-    def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None) -> np.ndarray:
-        return super().visualize(value, num_classes if num_classes is not None else self.default_num_classes)
-
-
-SEMSEG = TASKS.register("semseg", ClassMapTask())
+        K: ``num_classes``, else ``default_num_classes``, else the largest labelled id + 1 (so any
+        map can be drawn; pass K to keep colours fixed across pictures).
+        """
+        k = num_classes if num_classes is not None else self.default_num_classes
+        if k is None:
+            ids = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            k = int(ids[ids != IGNORE_INDEX].max(initial=0)) + 1
+        return semseg_to_rgb(value, k)

@@ -29,15 +29,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from taskadapt.config import AdaptConfig
 from taskadapt.tasks import get_task
+
+if TYPE_CHECKING:  # the config validates adapt.disc_schedule against DISC_SCHEDULES below: no runtime import
+    from taskadapt.config.schema import AdaptConfig
+
+#: adapt.disc_schedule values: a constant discriminator learning rate, or AdaptSegNet's poly decay
+DISC_SCHEDULES = ("constant", "poly")
 
 SOURCE_LABEL, TARGET_LABEL = 1.0, 0.0
 

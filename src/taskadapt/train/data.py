@@ -1,6 +1,7 @@
 """Datasets and loaders for training: reproducible, resumable, shardable.
 
-* Procedural scenes are written to ``data.root`` once (``make-scenes``) and then read like NYUD.
+* Generated datasets (the procedural scenes) are written once, on the main process, before anything
+  reads them (:meth:`TrainingData.prepare`).
 * Model selection uses ``data.val_split`` when given, else a deterministic share of the *training*
   ids (``train.val_fraction``) -- never the test split.
 * The order of samples and every augmentation are functions of (seed, step, position): the batch of
@@ -12,59 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from taskadapt.config import Config, DataConfig
-from taskadapt.data.datasets import MultiTaskDataset, create_dataset
+from taskadapt.config import Config
+from taskadapt.data.collate import collate
+from taskadapt.data.datasets import MultiTaskDataset, dataset_root, open_section, prepare_dataset
 from taskadapt.data.transforms import build_train_transform
 from taskadapt.errors import ConfigError, DatasetError
-
-
-def _data(cfg: Config | DataConfig) -> DataConfig:
-    return cfg if isinstance(cfg, DataConfig) else cfg.data
-
-
-def scenes_root(cfg: Config | DataConfig) -> Path:
-    """Where the procedural scenes of a run (or of one dataset section, e.g. ``adapt.target``) live."""
-    d = _data(cfg)
-    s = d.scenes
-    return Path(d.root or f"runs/scenes/{s.domain}-seed{s.seed}-{s.size}px")
-
-
-def prepare_scenes(cfg: Config | DataConfig, progress: bool = True) -> Path:
-    """Write the configured procedural scenes unless their root already holds exactly them."""
-    from taskadapt.data.scenes import write_scenes
-
-    s = _data(cfg).scenes
-    root = scenes_root(cfg)
-    counts = {"train": s.train, "val": s.val, "test": s.test}
-    meta_path = root / "meta.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        have = (meta.get("domain"), meta.get("seed"), meta.get("size"), meta.get("counts"))
-        if have != (s.domain, s.seed, s.size, counts):
-            raise ConfigError(
-                f"data.root '{root}' holds other scenes (domain, seed, size, counts = {have}); "
-                f"delete the folder or set data.root to a new folder for {(s.domain, s.seed, s.size, counts)}"
-            )
-        return root
-    return write_scenes(root, domain=s.domain, counts=counts, size=s.size, seed=s.seed, progress=progress)
-
-
-def dataset_root(cfg: Config | DataConfig) -> Path:
-    d = _data(cfg)
-    return scenes_root(d) if d.format == "scenes" else Path(d.root)
-
-
-def reader_format(cfg: Config | DataConfig) -> str:
-    d = _data(cfg)
-    return "nyud" if d.format == "scenes" else d.format
+from taskadapt.evaluation.loaders import eval_loader
 
 
 def _seed_of(*parts: object) -> int:
@@ -120,13 +80,13 @@ class Splits:
 
 def build_splits(cfg: Config, train_transform: Callable | None = None) -> Splits:
     """Train (with ``train_transform`` applied by the loader), validation and test datasets."""
-    root, fmt, d = dataset_root(cfg), reader_format(cfg), cfg.data
-    tasks = list(d.tasks)
-    train = create_dataset(fmt, root, d.train_split, tasks=tasks, **d.options)
+    d = cfg.data
+    root, tasks = dataset_root(d), list(d.tasks)
+    train: Dataset = open_section(d, d.train_split, tasks=tasks)
     if d.cache:
         train = CachedDataset(train)
     if d.val_split is not None:
-        val: Dataset = create_dataset(fmt, root, d.val_split, tasks=tasks, **d.options)
+        val: Dataset = open_section(d, d.val_split, tasks=tasks)
         train_part: Dataset = train
     else:
         n = len(train)
@@ -137,7 +97,7 @@ def build_splits(cfg: Config, train_transform: Callable | None = None) -> Splits
         order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(cfg.seed, "val-carve"))).tolist()
         val, train_part = SubsetDataset(train, sorted(order[:n_val])), SubsetDataset(train, sorted(order[n_val:]))
     try:
-        test: Dataset | None = create_dataset(fmt, root, d.test_split, tasks=tasks, **d.options)
+        test: Dataset | None = open_section(d, d.test_split, tasks=tasks)
     except DatasetError:
         test = None  # no test split on disk: evaluation commands say so when they need it
     return Splits(train_part, val, test, dict(train.num_classes), dict(getattr(train, "class_names", {}) or {}))
@@ -196,19 +156,6 @@ class StepBatchSampler(Sampler):
             yield batch[self.rank::self.world]
 
 
-def collate(samples: list[dict]) -> dict:
-    """Stack tensors; keep ``meta`` as a list of dicts. Labels whose sizes differ between samples
-    (evaluation at the original resolution of a variable-size dataset) stay lists of tensors."""
-    out: dict = {"meta": [s.get("meta", {}) for s in samples]}
-    for key in samples[0]:
-        if key == "meta":
-            continue
-        values = [s[key] for s in samples]
-        same = all(v.shape == values[0].shape for v in values)
-        out[key] = torch.stack(values) if same else values
-    return out
-
-
 def train_loader(cfg: Config, train: Dataset, start_step: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
     a = cfg.data.augment
     transform = build_train_transform(cfg.data.crop_size, scale=(a.scale_min, a.scale_max), flip=a.flip,
@@ -219,38 +166,6 @@ def train_loader(cfg: Config, train: Dataset, start_step: int = 0, rank: int = 0
                       num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available())
 
 
-class ResizeImage:
-    """Evaluation transform: the image goes to the model's input size; labels keep their resolution."""
-
-    def __init__(self, size: int):
-        self.size = size
-
-    def __call__(self, sample: dict) -> dict:
-        out = dict(sample)
-        image = sample["image"].unsqueeze(0)
-        if image.shape[-2:] != (self.size, self.size):
-            image = torch.nn.functional.interpolate(image, size=(self.size, self.size), mode="bilinear",
-                                                    align_corners=False, antialias=True)
-        out["image"] = image[0].clamp(0, 1)
-        return out
-
-
-def eval_loader(cfg: Config, dataset: Dataset, max_images: int = 0, batch_size: int | None = None,
-                rank: int = 0, world: int = 1) -> DataLoader:
-    """Deterministic loader: images at the model's input size, labels at their original size.
-
-    Under DDP rank r of W takes images r, r + W, r + 2W, ...: every image exactly once over the ranks
-    (no padding, unlike ``DistributedSampler``), so metrics summed over the ranks equal one process's.
-    """
-    size = cfg.model.img_size or cfg.data.crop_size
-    if max_images and max_images < len(dataset):
-        dataset = torch.utils.data.Subset(dataset, list(range(max_images)))
-    wrapped = AugmentedDataset(dataset, ResizeImage(size))
-    keys = [(i, 0) for i in range(rank, len(wrapped), world)]
-    return DataLoader(keys, batch_size=batch_size or cfg.data.batch_size, shuffle=False,
-                      collate_fn=lambda ks: collate([wrapped[k] for k in ks]), num_workers=0)
-
-
 def target_loader(cfg: Config, start_step: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
     """Unlabelled target images for domain adaptation (``adapt.target``), one batch per training step.
 
@@ -259,10 +174,42 @@ def target_loader(cfg: Config, start_step: int = 0, rank: int = 0, world: int = 
     run sees the same target batches.
     """
     d = cfg.adapt.target
-    dataset: Dataset = create_dataset(reader_format(d), dataset_root(d), d.train_split, tasks=(), **d.options)
+    dataset: Dataset = open_section(d, d.train_split, tasks=())
     if len(dataset) == 0:
         raise DatasetError(f"the '{d.train_split}' split of the target {dataset_root(d)} lists no images")
     if d.cache:
         dataset = CachedDataset(dataset)
     tcfg = dataclasses.replace(cfg, data=d, seed=_seed_of(cfg.seed, "target") % (2**31))
     return train_loader(tcfg, dataset, start_step, rank, world)
+
+
+class TrainingData:
+    """Everything a training run reads, opened once: the splits, their classes and the loaders.
+
+    ``prepare(cfg)`` (main process, before the others open anything) writes generated datasets.
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.splits = build_splits(cfg)
+        self.num_classes = dict(self.splits.num_classes)
+        self.class_names = dict(self.splits.class_names)
+
+    @staticmethod
+    def prepare(cfg: Config, progress: bool = True) -> None:
+        """Write the run's generated datasets (source, and the adaptation target when it is used)."""
+        prepare_dataset(cfg.data, progress=progress)
+        if cfg.adapt.enabled:
+            prepare_dataset(cfg.adapt.target, progress=progress)
+
+    def train_loader(self, start_step: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+        return train_loader(self.cfg, self.splits.train, start_step, rank, world)
+
+    def target_loader(self, start_step: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+        return target_loader(self.cfg, start_step, rank, world)
+
+    def val_loader(self, rank: int = 0, world: int = 1) -> DataLoader:
+        """The validation images (each rank its share), at the model's input size."""
+        c = self.cfg
+        return eval_loader(self.splits.val, c.model.img_size or c.data.crop_size, c.data.batch_size,
+                           c.train.val_max_images, rank=rank, world=world)

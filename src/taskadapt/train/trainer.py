@@ -29,16 +29,19 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from taskadapt.config import Config, edge_tolerance, model_tasks, to_dict, to_yaml
+from taskadapt import checkpoint as ckpt
+from taskadapt.config import Config, to_dict, to_yaml, validate
+from taskadapt.data.datasets import edge_tolerance
+from taskadapt.distributed import DistInfo, barrier, cleanup, init_from_env, unwrap
 from taskadapt.errors import ConfigError, TaskadaptError
+from taskadapt.evaluation.loop import evaluate
 from taskadapt.io import write_json, write_text
 from taskadapt.losses import MultiTaskLoss
 from taskadapt.models import create_model
-from taskadapt.train import checkpoint as ckpt
+from taskadapt.models.network import TaskNetwork
+from taskadapt.run import Run
 from taskadapt.train.adversarial import DomainAdversary
-from taskadapt.train.data import build_splits, eval_loader, prepare_scenes, target_loader, train_loader
-from taskadapt.train.distributed import DistInfo, barrier, cleanup, init_from_env
-from taskadapt.train.evaluate import evaluate
+from taskadapt.train.data import TrainingData
 from taskadapt.train.schedule import build_scheduler
 
 console = Console()
@@ -64,38 +67,17 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
-def param_groups(model: torch.nn.Module, cfg: Config) -> list[dict]:
-    """AdamW groups: fine-tuned pretrained weights (the model names them: ``pretrained_parameter_names``)
-    at ``train.backbone_lr``; everything new at ``train.lr``; no weight decay on 1-D tensors (biases,
-    norms) and embeddings."""
+def param_groups(model: TaskNetwork, cfg: Config) -> list[dict]:
+    """AdamW groups as the network names them (:meth:`TaskNetwork.param_groups`): pretrained weights at
+    ``train.backbone_lr``, everything new at ``train.lr``; no weight decay on 1-D tensors and embeddings."""
     t = cfg.train
-    model = _unwrap(model)
-    pretrained = model.pretrained_parameter_names()
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        lr = (t.backbone_lr or t.lr) if name in pretrained else t.lr
-        embedding = name.endswith(("pos_embed", "cls_token", "reg_token", "task_embeddings", "task_offset"))
-        decay = 0.0 if p.ndim <= 1 or embedding else t.weight_decay
-        groups.setdefault((lr, decay), []).append(p)
-    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+    return unwrap(model).param_groups(t.lr, t.backbone_lr, t.weight_decay)
 
 
-def apply_speed_options(model: torch.nn.Module, cfg: Config) -> None:
-    """``train.activation_checkpointing`` and ``train.channels_last`` on a MultiTaskModel (or each model
-    of a single-task ensemble); ``train.compile`` is applied by the trainer after the DDP wrap."""
-    parts = list(model.models.values()) if hasattr(model, "models") else [model]
-    for part in parts:
-        if hasattr(part, "activation_checkpointing"):
-            part.activation_checkpointing = cfg.train.activation_checkpointing
-        if cfg.train.channels_last and hasattr(part, "channels_last"):
-            part.channels_last = True
-            part.to(memory_format=torch.channels_last)
+def apply_speed_options(model: TaskNetwork, cfg: Config) -> None:
+    """``train.activation_checkpointing`` and ``train.channels_last``; ``train.compile`` is applied by the
+    trainer after the DDP wrap."""
+    unwrap(model).set_speed_options(cfg.train.activation_checkpointing, cfg.train.channels_last)
 
 
 def _sync_step(info: DistInfo, tasks: list[str], per_task: dict[str, torch.Tensor], total: torch.Tensor,
@@ -185,11 +167,11 @@ class _Logger:
 
 
 def _meta(cfg: Config, model: torch.nn.Module, step: int, classes: tuple[dict, dict], metrics: dict | None) -> dict:
-    inner = _unwrap(model)
-    affinity = inner.affinity.affinity.tolist() if hasattr(inner, "affinity") else None
-    return {"config": to_dict(cfg), "step": step, "tasks": model_tasks(cfg), "num_classes": classes[0],
+    affinity = unwrap(model).affinity_matrix()
+    return {"config": to_dict(cfg), "step": step, "tasks": cfg.model_tasks(), "num_classes": classes[0],
             "class_names": classes[1], "trained_tasks": list(cfg.data.tasks),
-            "backbone": cfg.model.backbone, "method": cfg.model.method, "affinity": affinity,
+            "backbone": cfg.model.backbone, "method": cfg.model.method,
+            "affinity": affinity.tolist() if affinity is not None else None,
             "metrics": metrics or {}}
 
 
@@ -211,52 +193,42 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
     if resume is None and last_path.exists():
         raise ConfigError(f"out_dir '{out}' already holds a run ({last_path}); pass --resume to continue it "
                           "or set out_dir to a new folder")
-    zero_shot = [t for t in model_tasks(cfg) if t not in cfg.data.tasks]
-    init_from = cfg.train.init_from
-    if zero_shot and init_from is None:
-        raise ConfigError(f"model.tasks has tasks without labels in this run ({zero_shot}) but train.init_from "
-                          "is null: they would never learn. Start from a model that learned them "
-                          "(train.init_from=<checkpoint>) or add them to data.tasks")
-    if cfg.adapt.enabled and cfg.adapt.target.crop_size != cfg.data.crop_size:
-        raise ConfigError(f"adapt.target.crop_size {cfg.adapt.target.crop_size} differs from data.crop_size "
-                          f"{cfg.data.crop_size}: source and target crops go through the network in one batch")
+    validate(cfg)  # again: the protocols derive their runs' configs from a validated one by changing fields
+    zero_shot = [t for t in cfg.model_tasks() if t not in cfg.data.tasks]
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        if cfg.data.format == "scenes":
-            prepare_scenes(cfg, progress=progress)
-        if cfg.adapt.enabled and cfg.adapt.target.format == "scenes":
-            prepare_scenes(cfg.adapt.target, progress=progress)
+        TrainingData.prepare(cfg, progress=progress)
         write_text(out / "config.yaml", to_yaml(cfg))
     barrier(info)
 
     torch.manual_seed(cfg.seed)
-    splits = build_splits(cfg)
-    num_classes, class_names = dict(splits.num_classes), dict(splits.class_names)
-    if init_from is not None:  # classes of tasks without labels here come from the source model
-        source_meta = ckpt.read_meta(init_from)
-        for t, k in (source_meta.get("num_classes") or {}).items():
-            num_classes.setdefault(t, int(k))
-        for t, names in (source_meta.get("class_names") or {}).items():
-            class_names.setdefault(t, list(names))
+    data = TrainingData(cfg)
+    num_classes, class_names = dict(data.num_classes), dict(data.class_names)
+    source = Run.open(cfg.train.init_from) if cfg.train.init_from is not None else None
+    if source is not None:  # classes of tasks without labels here come from the source model
+        for t, k in source.num_classes.items():
+            num_classes.setdefault(t, k)
+        for t, names in source.class_names.items():
+            class_names.setdefault(t, names)
     model = create_model(cfg, num_classes=num_classes).to(info.device)
-    if init_from is not None and resume is None:
-        ckpt.restore_model(model, init_from)
+    if source is not None and resume is None:
+        source.load_weights(model)
     if zero_shot:
         model.freeze_tasks(zero_shot)
     adversary = None
     if cfg.adapt.enabled:
-        adversary = DomainAdversary(cfg.adapt, model_tasks(cfg), num_classes, cfg.train.steps).to(info.device)
-    loss_fn = MultiTaskLoss(model_tasks(cfg), cfg.model.loss_weights)
+        adversary = DomainAdversary(cfg.adapt, cfg.model_tasks(), num_classes, cfg.train.steps).to(info.device)
+    loss_fn = MultiTaskLoss(cfg.model_tasks(), cfg.model.loss_weights)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.train.lr)
     total = cfg.train.steps
     scheduler = build_scheduler(optimizer, total, cfg.train.warmup_steps, cfg.train.schedule)
     start, best_loss = 0, math.inf
     if resume is not None:
-        meta = ckpt.read_meta(resume)
-        if meta.get("tasks") != model_tasks(cfg) or meta.get("method") != cfg.model.method:
-            raise ConfigError(f"cannot resume '{resume}': it was trained with method {meta.get('method')} on "
-                              f"tasks {meta.get('tasks')}, this config has {cfg.model.method} on {model_tasks(cfg)}")
-        ckpt.restore_model(model, resume)
+        previous = Run.open(resume)
+        if previous.tasks != cfg.model_tasks() or previous.method != cfg.model.method:
+            raise ConfigError(f"cannot resume '{resume}': it was trained with method {previous.method} on "
+                              f"tasks {previous.tasks}, this config has {cfg.model.method} on {cfg.model_tasks()}")
+        previous.load_weights(model)
         state = ckpt.load_train_state(resume)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -270,15 +242,15 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
     if info.distributed:
         ddp_kwargs = {"device_ids": [info.device.index]} if info.device.type == "cuda" else {}
         model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
-    inner = _unwrap(model)
+    inner: TaskNetwork = unwrap(model)
     # compiled forward only: checkpoints keep reading the plain (or DDP) module's parameter names
     forward = torch.compile(model) if cfg.train.compile else model
     troa_every = cfg.model.troa.every
 
-    loader = train_loader(cfg, splits.train, start, info.rank, info.world)
-    targets = iter(target_loader(cfg, start, info.rank, info.world)) if adversary is not None else None
+    loader = data.train_loader(start, info.rank, info.world)
+    targets = iter(data.target_loader(start, info.rank, info.world)) if adversary is not None else None
     # each rank scores its share of the validation images; metrics and loss are summed over the ranks
-    val_loader = eval_loader(cfg, splits.val, cfg.train.val_max_images, rank=info.rank, world=info.world)
+    val_loader = data.val_loader(info.rank, info.world)
     logger = _Logger(out, info.is_main, resume is not None)
     autocast = (torch.autocast(device_type=info.device.type, dtype=torch.bfloat16) if cfg.train.bf16
                 else contextlib.nullcontext())
@@ -305,8 +277,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
         for batch in loader:
             batch = {k: (v.to(info.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
                      for k, v in batch.items()}
-            if hasattr(inner, "capture_affinity"):
-                inner.capture_affinity = step % troa_every == 0
+            inner.capture_affinity = step % troa_every == 0
             images, n_source = batch["image"], batch["image"].shape[0]
             if targets is not None:  # unlabelled target images ride in the same batch (one forward, DDP-safe)
                 images = torch.cat([images, next(targets)["image"].to(info.device, non_blocking=True)])
@@ -339,7 +310,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
             scheduler.step()
             if adversary is not None:
                 extra_logs.update(adversary.discriminator_step(preds, step))
-            if hasattr(inner, "update_affinity") and step % troa_every == 0:
+            if step % troa_every == 0:
                 inner.update_affinity(losses.weights, losses.present, samples=n_source)
             step += 1
             for t, v in per_task.items():
@@ -349,8 +320,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
                 logger.log(step, {"loss": step_loss, "lr": scheduler.get_last_lr()[0],
                                   **{f"loss/{t}": v for t, v in per_task.items()}, **extra_logs})
             if step % cfg.train.eval_every == 0 or step == total:
-                result = evaluate(inner, val_loader, list(cfg.data.tasks), splits.num_classes, loss_fn,
-                                  edge_exact=False, edge_tolerance=edge_tolerance(cfg))
+                result = evaluate(inner, val_loader, list(cfg.data.tasks), data.num_classes, loss_fn,
+                                  edge_exact=False, edge_tolerance=edge_tolerance(cfg.data))
                 logger.log_eval(step, result)
                 if result["loss"] is not None and result["loss"] < best_loss:
                     best_loss, best_metrics = result["loss"], {"step": step, "val_loss": result["loss"],

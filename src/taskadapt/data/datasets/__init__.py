@@ -10,7 +10,10 @@ torch.Size([480, 640])
 Every reader returns sample dicts in the conventions of :mod:`taskadapt.data.sample`, never writes
 into the dataset folder, and reports a missing or corrupt file as one
 :class:`~taskadapt.errors.DatasetError` naming the file, the expected layout and the source.
-Procedural scene folders (``taskadapt data make-scenes``) use the ``nyud`` reader.
+The procedural scenes are a format too (``scenes``: :mod:`.scenes`), written on first use.
+
+The functions taking a ``section`` read a dataset section of the config (``data``, ``zeroshot.target``,
+``adapt.target``), asking the section's reader class for what depends on the format.
 """
 
 from __future__ import annotations
@@ -19,18 +22,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from taskadapt.data.datasets.base import MultiTaskDataset, Sample
+from taskadapt.data.datasets.base import DATASETS, MultiTaskDataset, Sample
 from taskadapt.data.datasets.cityscapes import CityscapesDataset
 from taskadapt.data.datasets.nyud import NYUDDataset
 from taskadapt.data.datasets.pascal import PascalContextDataset
+from taskadapt.data.datasets.scenes import ScenesDataset
 from taskadapt.data.datasets.synthia import SynthiaDataset
 from taskadapt.data.datasets.taskonomy import TaskonomyDataset
 from taskadapt.errors import ConfigError
-from taskadapt.registry import Registry
-
-DATASETS: Registry[type[MultiTaskDataset]] = Registry("dataset format")
-for _cls in (CityscapesDataset, NYUDDataset, PascalContextDataset, SynthiaDataset, TaskonomyDataset):
-    DATASETS.register(_cls.FORMAT, _cls)
 
 
 def list_formats(pattern: str = "*") -> list[str]:
@@ -67,15 +66,53 @@ def create_dataset(
     return cls(root, split, tasks=tasks, transform=transform, **kwargs)
 
 
+def dataset_root(section: Any) -> Path:
+    """The folder of a config section's dataset (for generated formats, where it is or will be written)."""
+    return get_dataset_class(section.format).root_for(section)
+
+
+def prepare_dataset(section: Any, progress: bool = True) -> Path:
+    """Make a config section's dataset ready to read (generated formats write it once); its folder."""
+    return get_dataset_class(section.format).prepare(section, progress)
+
+
+def open_section(section: Any, split: str, tasks: Sequence[str] | None = None, **kwargs: Any) -> MultiTaskDataset:
+    """The reader of a config section's dataset on ``split`` (its options applied)."""
+    return create_dataset(section.format, dataset_root(section), split, tasks=tasks, **section.options, **kwargs)
+
+
+def describe(section: Any) -> str:
+    """A short name of a config section's dataset for tables (``scenes/<domain>``, ``nyud:<root>``)."""
+    return get_dataset_class(section.format).describe(section)
+
+
+def edge_tolerance(section: Any) -> float:
+    """The boundary match tolerance of a section: ``edge_tolerance`` when set, else the format's."""
+    explicit = getattr(section, "edge_tolerance", None)
+    return float(explicit) if explicit is not None else get_dataset_class(section.format).EDGE_TOLERANCE
+
+
+def class_names_of(section: Any, tasks: Sequence[str]) -> dict[str, list[str]]:
+    """Class names of the class-map tasks of a section's dataset (no sample is read)."""
+    return get_dataset_class(section.format).class_names_of(section, tasks)
+
+
 __all__ = [
     "DATASETS",
     "CityscapesDataset",
     "MultiTaskDataset",
     "NYUDDataset",
     "PascalContextDataset",
+    "ScenesDataset",
     "SynthiaDataset",
     "TaskonomyDataset",
+    "class_names_of",
     "create_dataset",
+    "dataset_root",
+    "describe",
+    "edge_tolerance",
     "get_dataset_class",
     "list_formats",
+    "open_section",
+    "prepare_dataset",
 ]

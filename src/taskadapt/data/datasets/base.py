@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from taskadapt.data.datasets.files import UnreadableFile, load_rgb, read_lines
 from taskadapt.data.sample import INTEGER_LABELS
 from taskadapt.errors import ConfigError, DatasetError
-from taskadapt.registry import unknown_name_message
+from taskadapt.registry import Registry, unknown_name_message
 
 Sample = dict[str, Any]
 T = TypeVar("T")
@@ -66,6 +66,11 @@ class MultiTaskDataset(Dataset):
     REQUIRED: ClassVar[tuple[str, ...]] = ()
     #: folder (relative to root) holding one ``<split>.txt`` list per split; "" = splits are not list files
     SPLIT_LISTS: ClassVar[str] = ""
+    #: the folder is written by taskadapt itself (:meth:`prepare`), so ``root`` may be left out
+    GENERATED: ClassVar[bool] = False
+    #: the BSDS boundary match tolerance of this dataset, as a fraction of the image diagonal
+    #: (metrics-and-datasets §4.6: 0.011 for NYUD and the datasets scored like it, 0.0075 PASCAL-Context)
+    EDGE_TOLERANCE: ClassVar[float] = 0.011
 
     def __init__(
         self,
@@ -96,6 +101,36 @@ class MultiTaskDataset(Dataset):
             t: list(self._class_names(t)) for t in self.tasks if t in INTEGER_LABELS
         }
         self.num_classes: dict[str, int] = {t: len(n) for t, n in self.class_names.items()}
+
+    # ---------------------------------------------------------------- a dataset section of the config
+    # ``section`` below is a ``DataConfig`` (``data``, ``zeroshot.target``, ``adapt.target``); readers only
+    # read its fields, so this package does not import the config package.
+
+    @classmethod
+    def root_for(cls, section: Any) -> Path:
+        """The dataset folder a config section names."""
+        return Path(section.root).expanduser()
+
+    @classmethod
+    def describe(cls, section: Any) -> str:
+        """A short name of the section's dataset for tables: ``<format>:<root>``."""
+        return f"{cls.FORMAT}:{section.root}"
+
+    @classmethod
+    def prepare(cls, section: Any, progress: bool = True) -> Path:
+        """Make the folder ready to read and return it; real datasets are downloaded by the user, so
+        there is nothing to do (generated formats write it here)."""
+        return cls.root_for(section)
+
+    @classmethod
+    def class_names_of(cls, section: Any, tasks: Sequence[str]) -> dict[str, list[str]]:
+        """Class names of the class-map ``tasks`` (semseg, parts) of the section's dataset; lists the
+        training split's ids but reads no sample."""
+        wanted = [t for t in tasks if t in INTEGER_LABELS]
+        if not wanted:
+            return {}
+        ds = cls(cls.root_for(section), section.train_split, tasks=wanted, **section.options)
+        return dict(ds.class_names)
 
     # ---------------------------------------------------------------------------------- hooks
 
@@ -311,5 +346,15 @@ def lookup(table: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(inside, table[np.clip(values, 0, len(table) - 1)], 255)
 
 
-__all__ = ["MultiTaskDataset", "Sample", "float_map", "image_tensor", "int_label",
+
+
+#: every reader class, by its ``FORMAT``; ``create_dataset``/``list_formats`` read it
+DATASETS: Registry[type[MultiTaskDataset]] = Registry("dataset format")
+
+
+def register_dataset(cls: type[MultiTaskDataset]) -> type[MultiTaskDataset]:
+    """Class decorator: register a reader under its ``FORMAT``."""
+    return DATASETS.register(cls.FORMAT, cls)
+
+__all__ = ["DATASETS", "MultiTaskDataset", "register_dataset", "Sample", "float_map", "image_tensor", "int_label",
            "lookup", "normals_tensor", "png16_depth", "void_zero_label"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from taskadapt.data.datasets.base import MultiTaskDataset, float_map, int_label, lookup
+from taskadapt.data.datasets.base import MultiTaskDataset, float_map, int_label, lookup, register_dataset
 from taskadapt.data.datasets.files import UnreadableFile, load_json, load_png16, load_png_2d
 from taskadapt.errors import ConfigError
 
@@ -69,6 +69,7 @@ def train_id_classes(num_classes: int) -> list[str]:
     return list(CITYSCAPES_CLASSES if num_classes == 19 else SYNTHIA16_CLASSES)
 
 
+@register_dataset
 class CityscapesDataset(MultiTaskDataset):
     """Cityscapes (2,975 train / 500 val / 1,525 test images of 1024x2048).
 

@@ -1,15 +1,13 @@
-"""NYUD-v2 multitask reader: the ``NYUD_MT`` and ``NYUDv2`` layouts, and procedural scene folders.
+"""NYUD-v2 multitask reader: the ``NYUD_MT`` and ``NYUDv2`` layouts.
 
-One reader covers three folder flavours with the same tree, choosing each file's encoding by its
+One reader covers both folder flavours with the same tree, choosing each file's encoding by its
 extension (so a mixed folder also works):
 
 * ``NYUD_MT`` (MTL-PyTorch / ATRC-HEAD / MTLoRA): images ``.jpg`` (480x640), depth/normals/edge ``.npy``;
 * ``NYUDv2`` (ATRC / InvPT / TaskPrompter): images ``.png`` (425x560), normals ``.png`` (n = 2v/255 - 1),
-  edge ``.png`` (0/255);
-* folders written by taskadapt's procedural scene generator: the ``NYUD_MT`` layout with ``.png``
-  images and a ``meta.json`` whose ``"class_names"`` replace NYU-40 (their count is K) and whose
-  ``"domain"`` goes into ``meta["domain"]``. We assume the generator uses the same semseg encoding
-  (0 = void, k + 1 = class k).
+  edge ``.png`` (0/255).
+
+The procedural scenes use the same tree; their reader (:mod:`.scenes`) extends this one.
 
 Conventions (as the field's loaders): semseg 0 -> 255, other values shifted by -1 (NYU-40 -> 0..39);
 depth 0 -> NaN; normals with (near-)zero norm -> NaN; edge kept as {0, 1}. Normals are returned in the
@@ -19,20 +17,17 @@ x-right / y-up / z-towards-camera frame of :mod:`taskadapt.data.sample`.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from taskadapt.data.datasets.base import MultiTaskDataset, float_map, normals_tensor, void_zero_label
+from taskadapt.data.datasets.base import MultiTaskDataset, float_map, normals_tensor, register_dataset, void_zero_label
 from taskadapt.data.datasets.files import (
     as_2d,
     as_hwc3,
     decode_png_normals,
     first_existing,
-    load_json,
     load_npy,
     load_png,
     load_png_2d,
@@ -53,11 +48,12 @@ _EXTS = {"image": (".jpg", ".png"), "semseg": (".png",), "depth": (".npy",),
          "normals": (".npy", ".png"), "edge": (".npy", ".png")}
 
 
+@register_dataset
 class NYUDDataset(MultiTaskDataset):
-    """NYUD-v2 (795 train / 654 val images, 40 classes) and procedural scene folders.
+    """NYUD-v2 (795 train / 654 val images, 40 classes).
 
     Args:
-        root: the ``NYUD_MT`` / ``NYUDv2`` / scenes folder.
+        root: the ``NYUD_MT`` / ``NYUDv2`` folder.
         split: a file name in ``gt_sets/`` (``train``, ``val``, ``test`` if present).
         tasks: subset of ``semseg, depth, normals, edge``; None = those whose folder exists.
         transform: applied to each sample dict.
@@ -67,7 +63,7 @@ class NYUDDataset(MultiTaskDataset):
     TASKS = ("semseg", "depth", "normals", "edge")
     SOURCE = ("NYUD_MT.tgz (MTL-PyTorch / ATRC-HEAD / MTLoRA; Google Drive id "
               "14EAEMXmd3zs2hIMY63UhHPSFPDAkiTzw) or NYUDv2.tar.gz (ATRC / InvPT), both derived from "
-              "the labelled NYU Depth v2 set (Silberman et al. 2012); or `taskadapt data make-scenes`")
+              "the labelled NYU Depth v2 set (Silberman et al. 2012)")
     LAYOUT = """
         <root>/
           gt_sets/<split>.txt        one id per line (train, val, optionally test)
@@ -76,37 +72,15 @@ class NYUDDataset(MultiTaskDataset):
           depth/<id>.npy             float (H, W) metres, 0 = invalid
           normals/<id>.npy|.png      npy (H, W, 3) in [-1, 1], all-zero = invalid; png n = 2v/255 - 1
           edge/<id>.npy|.png         {0, 1} (png: 0/255)
-          meta.json                  optional (procedural scenes): {"class_names": [...], "domain": "..."}
     """
     REQUIRED = ("gt_sets", "images")
     SPLIT_LISTS = "gt_sets"
-
-    @cached_property
-    def meta(self) -> dict[str, Any]:
-        """Contents of ``meta.json`` (empty when absent)."""
-        path = self.root / "meta.json"
-        if not path.is_file():
-            return {}
-        data = self.read_or_error(load_json, path, "fix or delete meta.json")
-        if not isinstance(data, dict):
-            raise self.error(f"{path} must hold a JSON object", "fix or delete meta.json")
-        return data
 
     def _task_dirs(self, task: str) -> list[Path]:
         return [self.root / _DIRS[task]]
 
     def _class_names(self, task: str) -> list[str]:
-        names = self.meta.get("class_names")
-        if names is None:
-            return list(NYU40_CLASSES)
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise self.error(f"'class_names' in {self.root / 'meta.json'} must be a non-empty list of "
-                             "strings", "fix meta.json")
-        return list(names)
-
-    def _meta_extra(self) -> dict[str, Any]:
-        domain = self.meta.get("domain")
-        return {"domain": str(domain)} if domain is not None else {}
+        return list(NYU40_CLASSES)
 
     def _path(self, key: str, sample_id: str) -> Path:
         folder = self.root / _DIRS[key]

@@ -37,7 +37,15 @@ from typing import Any
 
 import numpy as np
 
-from taskadapt.data.datasets.base import MultiTaskDataset, Sample, float_map, image_tensor, int_label, normals_tensor
+from taskadapt.data.datasets.base import (
+    MultiTaskDataset,
+    Sample,
+    float_map,
+    image_tensor,
+    int_label,
+    normals_tensor,
+    register_dataset,
+)
 from taskadapt.data.datasets.files import (
     UnreadableFile,
     as_2d,
@@ -134,6 +142,7 @@ def parse_id_list(value: Sequence[int] | str | Path | None) -> frozenset[int] | 
     return ids
 
 
+@register_dataset
 class PascalContextDataset(MultiTaskDataset):
     """PASCAL-Context multitask (4,998 train / 5,105 val images).
 
@@ -147,6 +156,7 @@ class PascalContextDataset(MultiTaskDataset):
     """
 
     FORMAT = "pascal"
+    EDGE_TOLERANCE = 0.0075  # the benchmark's maxDist (metrics-and-datasets §4.6)
     TASKS = ("semseg", "parts", "saliency", "normals", "edge")
     SOURCE = ("PASCAL_MT.tgz (ETH Zurich CVL, released with ASTMT / Multi-Task-Learning-PyTorch; the same "
               "tree ships as PASCALContext.tar.gz with ATRC / InvPT): PASCAL VOC 2010 images, "

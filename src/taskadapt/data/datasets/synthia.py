@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from taskadapt.data.datasets.base import MultiTaskDataset, float_map, int_label, lookup, png16_depth
+from taskadapt.data.datasets.base import MultiTaskDataset, float_map, int_label, lookup, png16_depth, register_dataset
 from taskadapt.data.datasets.cityscapes import check_num_classes, train_id_classes, train_id_table
 from taskadapt.data.datasets.files import load_png16, load_png_2d, read_lines
 
@@ -35,6 +35,7 @@ SYNTHIA_TO_TRAIN = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 16: 
                     8: 13, 18: 14, 19: 15, 20: 16, 12: 17, 11: 18}
 
 
+@register_dataset
 class SynthiaDataset(MultiTaskDataset):
     """SYNTHIA-RAND-CITYSCAPES (Ros et al. 2016).
 

@@ -49,6 +49,7 @@ from taskadapt.data.datasets.base import (
     float_map,
     normals_tensor,
     png16_depth,
+    register_dataset,
     void_zero_label,
 )
 from taskadapt.data.datasets.files import (
@@ -73,6 +74,7 @@ _DOMAINS = {"image": "rgb", "semseg": "segment_semantic", "normals": "normal", "
 _NAME = re.compile(r"^point_(\d+)_view_(\d+)_domain_rgb\.png$")
 
 
+@register_dataset
 class TaskonomyDataset(MultiTaskDataset):
     """Taskonomy (Zamir et al. 2018) indoor buildings, 512x512 views.
 

@@ -152,7 +152,7 @@ def _progress(enabled: bool):
 
 
 def _meta(domain: str, counts: dict[str, int], size: int, seed: int) -> dict:
-    from taskadapt import __version__
+    from taskadapt.version import __version__
 
     return {
         "format": "nyud",

@@ -6,23 +6,13 @@ an unknown name is a ConfigError with a did-you-mean hint.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+# importing the family modules registers their models
+from taskadapt.models.backbones import bundled, pvt_v2, swin, vit  # noqa: F401
 from taskadapt.models.backbones.base import Backbone, Step
-from taskadapt.registry import Registry
-
-BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
-
-
-def register_backbone(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-    """Decorator: register a model function under its own name (timm's ``@register_model``)."""
-    return BACKBONES.register(fn.__name__, fn)
-
-
-def list_backbones(pattern: str = "*") -> list[str]:
-    """Registered backbone names matching a shell-style pattern, e.g. ``list_backbones("swin*")``."""
-    return BACKBONES.names(pattern)
+from taskadapt.models.backbones.pretrained import load_pretrained
+from taskadapt.models.backbones.registry import BACKBONES, list_backbones, register_backbone
 
 
 def create_backbone(
@@ -37,13 +27,8 @@ def create_backbone(
         kwargs["img_size"] = img_size
     model = fn(**kwargs)
     if pretrained:
-        from taskadapt.models.backbones.pretrained import load_pretrained
-
         load_pretrained(model, pretrained)
     return model
 
-
-# importing the family modules registers their models
-from taskadapt.models.backbones import bundled, pvt_v2, swin, vit  # noqa: E402,F401
 
 __all__ = ["BACKBONES", "Backbone", "Step", "create_backbone", "list_backbones", "register_backbone"]

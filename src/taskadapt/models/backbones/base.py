@@ -115,6 +115,11 @@ class Backbone(nn.Module, metaclass=abc.ABCMeta):
         """Downsampling factor of ``feature_map`` after step ``step_index`` relative to the input."""
         ...
 
+    def no_weight_decay(self) -> set[str]:
+        """Names (relative to the backbone) of parameters trained without weight decay besides the 1-D
+        ones: embeddings such as ViT's position embedding and class token (timm's ``no_weight_decay``)."""
+        return set()
+
     def checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Adapt a timm checkpoint to this model before a strict load: drop the classifier
         (``head.*``) and resize size-dependent tensors (ViT position embeddings, Swin

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from taskadapt.errors import CheckpointError
-from taskadapt.models.backbones import register_backbone
+from taskadapt.models.backbones.registry import register_backbone
 from taskadapt.models.backbones.vit import VisionTransformer, _vit
 
 #: the value of ``pretrained=`` that selects a backbone's shipped weights
@@ -26,11 +26,11 @@ BUNDLED = "bundled"
 WEIGHTS_PACKAGE = "taskadapt.weights"
 #: backbone name -> weights file in ``taskadapt/weights`` (its provenance: same stem, ``.json``)
 BUNDLED_WEIGHTS: dict[str, str] = {"vit_tiny_patch8_64": "vit_tiny_patch8_64_scenes.safetensors"}
-#: how the shipped weights were made, in two stages (the ``taskadapt pretrain`` command runs the same
-#: recipe): MAE, then MAE with the visible patches' loss added (docs/pretraining.md)
+#: how to make the shipped weights again, in two stages: MAE, then MAE with the visible patches' loss
+#: added (docs/pretraining.md; the provenance JSON records the command spelling of the time)
 RECREATE_COMMAND = (
-    "python -m taskadapt.pretrain --out stage1.safetensors --steps 3091 --seed 1000 && "
-    "python -m taskadapt.pretrain --out src/taskadapt/weights/vit_tiny_patch8_64_scenes.safetensors "
+    "taskadapt pretrain --out stage1.safetensors --steps 3091 --seed 1000 && "
+    "taskadapt pretrain --out src/taskadapt/weights/vit_tiny_patch8_64_scenes.safetensors "
     "--init-from stage1.safetensors --steps 3000 --seed 1001 --lr 1e-3 --visible-weight 1"
 )
 

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskadapt.errors import ConfigError
-from taskadapt.models.backbones import register_backbone
 from taskadapt.models.backbones.base import Backbone, Step
 from taskadapt.models.backbones.layers import per_stage, to_pair
+from taskadapt.models.backbones.registry import register_backbone
 
 _BLOCK_EPS = 1e-6  # timm.layers.LayerNorm default, used for norm1/norm2 and the stage norms
 _LINEAR_POOL = 7  # the linear-attention variant pools keys/values to a fixed 7x7 grid

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskadapt.errors import CheckpointError, ConfigError
-from taskadapt.models.backbones import register_backbone
 from taskadapt.models.backbones.base import Backbone, Step
 from taskadapt.models.backbones.layers import Mlp, per_stage, to_pair
+from taskadapt.models.backbones.registry import register_backbone
 
 _MASK_VALUE = -100.0  # timm's (and the original Swin's) logit penalty between shifted regions
 _OLD_LAYOUT_KEY = "layers.0.downsample.reduction.weight"  # original checkpoints merge at stage ends

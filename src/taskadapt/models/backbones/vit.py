@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskadapt.errors import CheckpointError, ConfigError
-from taskadapt.models.backbones import register_backbone
 from taskadapt.models.backbones.base import Backbone, Step
 from taskadapt.models.backbones.layers import Mlp, to_pair
+from taskadapt.models.backbones.registry import register_backbone
 
 
 class PatchEmbed(nn.Module):
@@ -196,6 +196,9 @@ class VisionTransformer(Backbone):
         gh, gw = self.grid_size
         patches = state[:, self.num_prefix_tokens :]  # drop the class and register tokens
         return patches.transpose(1, 2).reshape(state.shape[0], -1, gh, gw)
+
+    def no_weight_decay(self) -> set[str]:
+        return {n for n in ("pos_embed", "cls_token", "reg_token") if getattr(self, n) is not None}
 
     def default_taps(self) -> list[int]:
         depth = len(self.blocks)

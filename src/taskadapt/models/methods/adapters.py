@@ -1,10 +1,349 @@
 """Ours: frozen backbone prefix run once, task streams through adapter layers with TAA, TSN and
-TROA-conditioned task embeddings, shared decoder, per-task heads (Bhattacharjee et al., ICCV 2023)."""
+TROA-conditioned task embeddings, shared decoder, per-task heads (Bhattacharjee et al., ICCV 2023).
 
-from taskadapt.models.methods.base import MethodPlan, register_method
+Data flow of :class:`AdapterModel` (method.md §1)::
 
-PLAN = register_method(MethodPlan(
-    name="adapters",
-    summary="frozen prefix once; per-task streams through adapter layers (TAA + TSN + bottleneck), TROA",
-    streams=True, adapters=True, taa=True, tsn=True, troa=True,
-))
+    image -> frozen backbone prefix, run ONCE (no activations kept)
+      -> z (B, ...)                                    <- TROA reads dL_t/dz here
+      -> expand to T task streams (T*B, ...), conditioning w_t = TROA mix of task embeddings
+      -> adapter layers: pretrained block with TSN norms and a TAA attention bias, then bottleneck
+      -> taps -> decoder (prefix taps projected once, then shared by the streams) -> per-task heads
+
+The ablations ``no_taa``, ``no_tsn`` and ``no_troa`` are this method with one part switched off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.utils.checkpoint
+from torch import nn
+
+from taskadapt.models.adapters import Bottleneck, TaskAttentionBias, TaskConditioning, TaskScaledNorm
+from taskadapt.models.backbones import Backbone
+from taskadapt.models.lora import add_lora
+from taskadapt.models.methods.base import (
+    DECODER_OPTIONS,
+    LORA_OPTIONS,
+    BackboneSource,
+    Method,
+    check_options,
+    make_backbone,
+    pick,
+    register_method,
+)
+from taskadapt.models.multitask import ModelOptionError, MultiTaskModel
+from taskadapt.models.troa import TaskAffinity
+
+#: model.tsn.lr values: the learning rate of TSN's gamma'/beta' (initialised from the pretrained LayerNorm)
+TSN_LEARNING_RATES = ("backbone", "new")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """The options of ours (config keys in docs/configuration.md; ``taa``/``tsn``/``troa`` switch the parts)."""
+
+    adapter_blocks: Sequence[int] | None = None
+    bottleneck_ratio: float = 4.0
+    train_block_weights: bool = False
+    task_embed_dim: int | None = None
+    task_embed_std: float = 0.02
+    prefix_lora: bool = False
+    tsn_hidden: int = 32
+    tsn_lr: str = "backbone"
+    tsn_task_offset: bool = False
+    taa_per_head: bool = False
+    taa_block_size: int | None = None
+    taa_align_to_grid: bool = False
+    troa_measure: str = "projection"
+    troa_momentum: float = 0.9
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
+    taa: bool = True
+    tsn: bool = True
+    troa: bool = True
+
+
+ADAPTER_OPTIONS = tuple(f.name for f in dataclasses.fields(AdapterOptions))
+
+
+def default_adapter_blocks(backbone: Backbone) -> list[int]:
+    """The last quarter of the transformer blocks (ViT and Swin); PVTv2: its last stage.
+
+    [ours] On Swin-S/B (24 blocks) the last quarter is exactly the paper's figure: stage-3 blocks
+    15-18 and stage 4. Applying "last 4 of stage 3 + stage 4" literally to Swin-T (12 blocks) would
+    adapt half the network, and a last third on ViT-12: running those blocks once per task costs 2.0-2.5x
+    a single-task forward, against about 1.75x for a quarter (benchmarks/bench_model.py). PVTv2's
+    last stage is the one with square attention (no spatial reduction), which TAA needs.
+    """
+    steps = backbone.steps()
+    stages = [steps[i].stage for i in backbone.block_steps()]
+    if backbone.family == "pvt_v2":
+        return [k for k, s in enumerate(stages) if s == max(stages)]
+    n = len(stages)
+    return list(range(n - max(1, -(-n // 4)), n))
+
+
+def _attention_tokens(backbone: Backbone, step_indices: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(N_q, N_kv) of each listed block, from one dry run on a blank image of the model's size."""
+    wanted = set(step_indices)
+    out: dict[int, tuple[int, int]] = {}
+    with torch.no_grad():
+        state = backbone.stem(torch.zeros(1, 3, *backbone.img_size))
+        for i, step in enumerate(backbone.steps()):
+            if i in wanted:
+                out[i] = step.module.attention_tokens(state)
+            if i >= max(wanted):
+                break
+            state = step(state)
+    return out
+
+
+def _default_taa_block(backbone: Backbone, num_tokens: int) -> int:
+    """Swin: the window; else about one row of patches, the square root of the token count with one
+    class token counted (register tokens are left out, so a ViT with registers gets the same
+    block size as one without)."""
+    window = getattr(backbone, "window_size", None)
+    if backbone.family == "swin" and window:
+        return int(window)
+    extra = max(0, getattr(backbone, "num_prefix_tokens", 1) - 1)
+    return max(1, int(round((num_tokens - extra) ** 0.5)))
+
+
+class AdapterLayer(nn.Module):
+    """The trainable parts added to one pretrained block: TAA bias generator and bottleneck.
+
+    The block itself stays in the backbone (its norms replaced by TSN there), so parameter names of
+    pretrained weights never change.
+    """
+
+    def __init__(self, dim: int, bottleneck_ratio: float, bottleneck_norm: nn.Module,
+                 taa: TaskAttentionBias | None):
+        super().__init__()
+        self.taa = taa
+        self.bottleneck = Bottleneck(dim, bottleneck_ratio, bottleneck_norm)
+
+
+class AdapterModel(MultiTaskModel):
+    """:class:`MultiTaskModel` with T task streams through adapter layers after a shared, frozen prefix.
+
+    The backbone comes frozen (the method sets that); the adapter blocks' pretrained weights train only
+    with ``train_block_weights``. Parameter names are those of earlier versions (``task_embeddings``,
+    ``affinity.*``, ``adapter_layers.<step>.*``, TSN inside the backbone's blocks), so checkpoints load.
+    """
+
+    def __init__(self, backbone: Backbone, tasks: Sequence[str], num_classes: Mapping[str, int] | None = None,
+                 options: AdapterOptions | None = None, **decoder: Any):
+        opts = options or AdapterOptions()
+        super().__init__(backbone, tasks, num_classes, add_task_layers=lambda m: m._add_adapters(opts), **decoder)
+
+    def _add_adapters(self, o: AdapterOptions) -> None:
+        """Called by MultiTaskModel.__init__ before the decoder is built (parameters in data-flow order)."""
+        self.options = o
+        backbone = self.backbone
+        steps, blocks = backbone.steps(), backbone.block_steps()
+        self.num_streams = len(self.tasks)
+        self.conditioning = TaskConditioning()
+        chosen = list(o.adapter_blocks) if o.adapter_blocks is not None else default_adapter_blocks(backbone)
+        bad = [k for k in chosen if not 0 <= k < len(blocks)]
+        if bad:
+            raise ModelOptionError("adapter_blocks", f"indices {bad} are out of range: {backbone.name} has "
+                                                     f"{len(blocks)} blocks (0..{len(blocks) - 1})")
+        self.adapter_steps = sorted({blocks[k] for k in chosen})
+        self.split = self.adapter_steps[0]
+        if self.split > self.last_step:
+            raise ModelOptionError("adapter_blocks", "the adapter blocks come after the last decoder tap; "
+                                                     "choose earlier blocks")
+        if o.prefix_lora:  # [ours] the shared prefix adapts too, once for every task (method.md)
+            for step in steps[:self.split]:
+                add_lora(step.module, rank=o.lora_rank, alpha=o.lora_alpha)
+        D = o.task_embed_dim
+        if D is None:
+            window = getattr(backbone, "window_size", None)
+            D = int(window) ** 3 if backbone.family == "swin" and window else 128
+        # N(0, task_embed_std^2): the conditioning reaches TSN/TAA only through maps of w, so the scale
+        # of w sets how fast the task-specific paths can grow from their zero init (docs/method.md)
+        self.task_embeddings = nn.Parameter(torch.randn(len(self.tasks), D) * o.task_embed_std)
+        self.affinity = TaskAffinity(len(self.tasks), o.troa_measure, o.troa_momentum)
+        tokens = _attention_tokens(backbone, self.adapter_steps) if o.taa else {}
+        layers = {}
+        for i in self.adapter_steps:
+            block = steps[i].module
+            dim = block.norm1.normalized_shape[0]
+            if o.train_block_weights:
+                for p in block.parameters():
+                    p.requires_grad_(True)
+            if o.tsn:
+                ctx, T = self.conditioning, len(self.tasks) if o.tsn_task_offset else 0
+                block.norm1 = TaskScaledNorm.from_layernorm(block.norm1, D, ctx, o.tsn_hidden, T)
+                block.norm2 = TaskScaledNorm.from_layernorm(block.norm2, D, ctx, o.tsn_hidden, T)
+                bn_norm: nn.Module = TaskScaledNorm(dim, D, ctx, eps=1e-6, hidden=o.tsn_hidden, num_tasks=T)
+            else:
+                bn_norm = nn.LayerNorm(dim, eps=1e-6)
+            taa = None
+            if o.taa:
+                n_q, n_kv = tokens[i]
+                if n_q != n_kv:
+                    raise ModelOptionError(
+                        "taa", f"TAA needs square attention but {steps[i].name} attends {n_q} queries to {n_kv} "
+                               "keys (spatial reduction); put the adapters in the last stage or switch TAA off")
+                size = o.taa_block_size or _default_taa_block(backbone, n_q)
+                prefix = getattr(backbone, "num_prefix_tokens", 0) if o.taa_align_to_grid else 0
+                taa = TaskAttentionBias(n_q, size, D, block.attn.num_heads, o.taa_per_head, prefix)
+            layers[str(i)] = AdapterLayer(dim, o.bottleneck_ratio, bn_norm, taa)
+        self.adapter_layers = nn.ModuleDict(layers)
+
+    # -- what the network is made of -----------------------------------------------------------------
+    def _tsn_modules(self) -> list[TaskScaledNorm]:
+        return [m for m in self.backbone.modules() if isinstance(m, TaskScaledNorm)]
+
+    def _new_backbone_parameters(self) -> set[int]:
+        """LoRA factors, and TSN's maps and offsets (new), and with ``tsn_lr=new`` TSN's gamma'/beta' too."""
+        new = super()._new_backbone_parameters()
+        for m in self._tsn_modules():
+            new |= {id(p) for p in m.film.parameters()}
+            if m.task_offset is not None:
+                new.add(id(m.task_offset))
+            if self.options.tsn_lr == "new":
+                new |= {id(m.weight), id(m.bias)}
+        return new
+
+    def no_weight_decay(self) -> set[str]:
+        offsets = {id(m.task_offset) for m in self._tsn_modules() if m.task_offset is not None}
+        return super().no_weight_decay() | {"task_embeddings"} | {
+            f"backbone.{n}" for n, p in self.backbone.named_parameters() if id(p) in offsets}
+
+    def _claim_components(self, owner: dict[int, str]) -> None:
+        steps = self.backbone.steps()
+        for i in self.adapter_steps:
+            owner.update({id(p): "adapter blocks (pretrained)" for p in steps[i].module.parameters()})
+        for m in self._tsn_modules():
+            owner.update({id(p): "TSN" for p in m.parameters()})
+        for layer in self.adapter_layers.values():
+            owner.update({id(p): "bottleneck" for p in layer.bottleneck.parameters()})
+            if layer.taa is not None:
+                owner.update({id(p): "TAA" for p in layer.taa.parameters()})
+        owner[id(self.task_embeddings)] = "task embeddings"
+
+    def affinity_matrix(self) -> torch.Tensor | None:
+        """The TROA matrix (the identity when TROA is off: ``no_troa`` never updates it)."""
+        return self.affinity.affinity
+
+    def freeze_tasks(self, tasks: Sequence[str]) -> None:
+        """Zero-shot tasks (method.md §8): their head and task embedding keep their carried-over values.
+
+        The head stops requiring gradients. The embedding rows are rows of one shared parameter (other
+        tasks' conditioning vectors mix them through TROA), so a hook zeroes their gradient: with Adam's
+        state starting at zero, a zero gradient is exactly no step. Their affinity row and column stay
+        as they are because the task never has labels (TaskAffinity only updates labelled pairs).
+        """
+        super().freeze_tasks(tasks)
+        if not tasks:
+            return
+        rows = torch.tensor([self.tasks.index(t) for t in tasks])
+        keep = torch.ones(len(self.tasks), 1)
+        keep[rows] = 0.0
+        self.task_embeddings.register_hook(lambda g: g * keep.to(g.device, g.dtype))
+        for m in self._tsn_modules():  # TSN's free per-task offsets (model.tsn.task_offset): the same rows
+            if m.task_offset is not None:
+                m.task_offset.register_hook(lambda g: g * keep.to(g.device, g.dtype))
+
+    # -- forward -------------------------------------------------------------------------------------------
+    def conditioning_vectors(self) -> torch.Tensor:
+        """w (T, D): each task's conditioning vector (affinity-weighted task embeddings)."""
+        return self.affinity.mix(self.task_embeddings, enabled=self.options.troa)
+
+    def _encode_after_split(self, state: torch.Tensor, feats: dict[int, torch.Tensor], batch: int
+                            ) -> tuple[dict[int, torch.Tensor], int]:
+        """z (B, ...) -> T stream-major streams (T*B, ...) through the adapter steps up to the last tap."""
+        T, z = self.num_streams, state
+        capture = self.training and self.options.troa and self.capture_affinity and torch.is_grad_enabled()
+        if capture and not z.requires_grad:
+            z = z.detach().requires_grad_(True)  # gradients stop here: the prefix is frozen
+        z_exp = z.unsqueeze(0).expand(T, *z.shape)  # (T, B, ...) -- TROA reads its gradient
+        if capture:
+            self.affinity.watch(z_exp)
+        s = z_exp.reshape(T * batch, *z.shape[1:])
+        w = self.conditioning_vectors()
+        self.conditioning.w = w
+        try:
+            checkpointing = self.activation_checkpointing and self.training and torch.is_grad_enabled()
+            for i in range(self.split, self.last_step + 1):
+                if checkpointing:
+                    # the recomputation runs during backward, after this forward has returned: the block
+                    # gets w explicitly and sets the shared conditioning itself
+                    s = torch.utils.checkpoint.checkpoint(self._run_step, i, s, w, batch, use_reentrant=False)
+                else:
+                    s = self._run_step(i, s, w, batch)
+                if i in self.taps:
+                    feats[i] = self.backbone.feature_map(s, i)
+        finally:
+            self.conditioning.w = None
+        return feats, T
+
+    def _run_step(self, i: int, s: torch.Tensor, w: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Backbone step ``i`` after the split, with its adapter layer (TAA bias, bottleneck) if it has one.
+        s: (T*B, ...) stream-major tokens."""
+        steps = self.backbone.steps()
+        previous, self.conditioning.w = self.conditioning.w, w
+        try:
+            layer = self.adapter_layers[str(i)] if i in self.adapter_steps else None
+            bias = layer.taa(w, batch) if layer is not None and layer.taa is not None else None
+            s = steps[i](s, attn_bias=bias) if bias is not None else steps[i](s)
+            if layer is not None:
+                s = layer.bottleneck(s)
+            return s
+        finally:
+            self.conditioning.w = previous
+
+    @torch.no_grad()
+    def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None,
+                        samples: int | None = None) -> bool:
+        if not self.options.troa:
+            return False
+        return self.affinity.update(loss_weights, present, samples)
+
+
+@register_method
+class Adapters(Method):
+    name = "adapters"
+    summary = "frozen prefix once; per-task streams through adapter layers (TAA + TSN + bottleneck), TROA"
+    options = ADAPTER_OPTIONS + LORA_OPTIONS
+    learns_affinity = True
+    #: the parts of the adapter layer this method keeps (the ablations switch one off)
+    taa, tsn, troa = True, True, True
+
+    def build(self, backbone: BackboneSource, tasks: Sequence[str], num_classes: Mapping[str, int] | None = None,
+              **options: Any) -> AdapterModel:
+        check_options(options)
+        opts = AdapterOptions(**pick(options, ADAPTER_OPTIONS))
+        opts = dataclasses.replace(opts, taa=opts.taa and self.taa, tsn=opts.tsn and self.tsn,
+                                   troa=opts.troa and self.troa)
+        net = make_backbone(backbone).requires_grad_(False)
+        return AdapterModel(net, tasks, num_classes, opts, **pick(options, DECODER_OPTIONS))
+
+
+@register_method
+class NoTAA(Adapters):
+    name = "no_taa"
+    summary = "ours without task-adapted attention"
+    taa = False
+
+
+@register_method
+class NoTSN(Adapters):
+    name = "no_tsn"
+    summary = "ours with plain LayerNorms instead of TSN"
+    tsn = False
+
+
+@register_method
+class NoTROA(Adapters):
+    name = "no_troa"
+    summary = "ours with each task's own embedding (no affinity mixing)"
+    troa = False
+    learns_affinity = False

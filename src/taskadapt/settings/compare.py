@@ -46,20 +46,21 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch import nn
 
-from taskadapt.config import Config, edge_tolerance, to_yaml
+from taskadapt.config import Config, to_yaml
+from taskadapt.data.datasets import edge_tolerance, prepare_dataset
 from taskadapt.errors import ConfigError, DatasetError
+from taskadapt.evaluation.scoring import evaluate_run
 from taskadapt.io import write_json, write_text
 from taskadapt.metrics.delta_m import delta_m, load_baseline, save_baseline
 from taskadapt.metrics.paired import NEEDS_TWO, PairedDifference, Summary, paired_difference, summarize
 from taskadapt.models import create_model
 from taskadapt.models.methods import get_method, list_methods
 from taskadapt.models.params import count_trainable
-from taskadapt.train import checkpoint as ckpt
+from taskadapt.run import Run
+from taskadapt.tasks import get_task
 from taskadapt.train import trainer
-from taskadapt.train.data import build_splits, eval_loader, prepare_scenes
-from taskadapt.train.evaluate import evaluate, make_metrics
+from taskadapt.train.data import build_splits
 
 BASELINE_METHOD = "stl"
 #: the method the seeds comparison sets against every other one unless told otherwise ("ours")
@@ -180,43 +181,26 @@ def ensure_trained(c: Config, progress: bool = True) -> tuple[Path, float | None
 # one method
 
 
-class _OnDevice(nn.Module):
-    """Runs ``model`` on ``device`` and returns float32 CPU predictions, so the metrics (which keep
-    their states on the CPU, next to the labels) work whatever the device."""
-
-    def __init__(self, model: nn.Module, device: torch.device):
-        super().__init__()
-        self.model, self.device = model, device
-
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        preds = self.model(image.to(self.device, non_blocking=True))
-        return {k: v.float().cpu() for k, v in preds.items()}
-
-
-def _eval_model(c: Config, num_classes: dict[str, int]) -> nn.Module:
-    # every weight comes from the checkpoint (strict load), so no pretrained download is needed here
+def _trainable_params(c: Config, num_classes: dict[str, int]) -> int:
+    """Trainable parameters of ``c``'s model (built without pretrained weights: only the count matters)."""
     c = copy.deepcopy(c)
     c.model.pretrained = None
-    return create_model(c, num_classes=num_classes)
+    return count_trainable(create_model(c, num_classes=num_classes))
 
 
 def _one_line(err: BaseException) -> str:
     return " ".join(f"{type(err).__name__}: {err}".split())
 
 
-def _run_method(c: Config, splits, progress: bool, exact_edges: bool) -> MethodResult:
+def _run_method(c: Config, num_classes: dict[str, int], progress: bool, exact_edges: bool) -> MethodResult:
     row = MethodResult(method=c.model.method, status="ok", out_dir=c.out_dir)
     try:
         path, row.train_seconds, row.reused = ensure_trained(c, progress)
-        model = _eval_model(c, splits.num_classes)
-        row.trainable_params = count_trainable(model)
-        ckpt.restore_model(model, path)
-        row.checkpoint, row.step = str(path), int(ckpt.read_meta(path).get("step", 0))
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        wrapped = _OnDevice(model.to(device), device)
-        result = evaluate(wrapped, eval_loader(c, splits.test), list(c.data.tasks), splits.num_classes,
-                          edge_exact=exact_edges, edge_tolerance=edge_tolerance(c), progress=progress,
-                          description=f"testing {c.model.method}")
+        run = Run.open(path)
+        row.trainable_params = count_trainable(run.build_model())
+        row.checkpoint, row.step = str(path), run.step
+        result = evaluate_run(run, c.data, c.data.test_split, list(c.data.tasks), exact_edges=exact_edges,
+                              progress=progress, description=f"testing {c.model.method}")
         row.metrics = result["metrics"]
     except trainer.TrainingInterrupted:
         raise  # Ctrl-C stops the whole comparison; the run folder can be resumed
@@ -225,7 +209,7 @@ def _run_method(c: Config, splits, progress: bool, exact_edges: bool) -> MethodR
         if row.trainable_params is None:
             # a method that cannot even be built keeps None; the error above says why
             with contextlib.suppress(Exception):
-                row.trainable_params = count_trainable(_eval_model(c, splits.num_classes))
+                row.trainable_params = _trainable_params(c, num_classes)
     finally:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -256,24 +240,21 @@ def run_compare(cfg: Config, methods: list[str] | None = None, out: str | os.Pat
     if clashes:
         raise ConfigError(f"'{out / clashes[0]}' holds a run of another configuration; delete it or pass a new "
                           "output folder (finished runs of the same configuration are reused)")
-    if cfg.data.format == "scenes":
-        prepare_scenes(cfg, progress=progress)
+    prepare_dataset(cfg.data, progress=progress)
     splits = build_splits(cfg)
     if splits.test is None:
         raise DatasetError(f"the dataset has no '{cfg.data.test_split}' split to test on; set data.test_split to "
                            "an existing split (for NYUD and PASCAL-Context the test set is 'val')")
     tasks = list(cfg.data.tasks)
-    metric_objs = make_metrics(tasks, splits.num_classes, edge_exact=exact_edges,
-                               edge_tolerance=edge_tolerance(cfg))
-    primary = {t: m.primary for t, m in metric_objs.items()}
-    higher = {t: bool(m.directions[m.primary]) for t, m in metric_objs.items()}
+    primary = {t: get_task(t).primary_metric for t in tasks}
+    higher = {t: get_task(t).higher_is_better for t in tasks}
     d, t = cfg.data, cfg.train
     protocol = {"dataset": d.format, "root": str(d.root) if d.root else None, "test_split": d.test_split,
                 "test_images": len(splits.test), "tasks": tasks, "backbone": cfg.model.backbone,
                 "pretrained": cfg.model.pretrained, "crop_size": d.crop_size, "batch_size": d.batch_size,
                 "steps": t.steps, "lr": t.lr, "backbone_lr": t.backbone_lr, "schedule": t.schedule,
                 "seed": cfg.seed, "edge_matcher": "exact" if exact_edges else "approximate",
-                "edge_tolerance": edge_tolerance(cfg),
+                "edge_tolerance": edge_tolerance(cfg.data),
                 "checkpoint": "best validation loss (validation carved from training unless data.val_split)"}
     result = CompareResult(out, tasks, primary, higher, [], protocol)
     if BASELINE_METHOD not in names:
@@ -282,11 +263,11 @@ def run_compare(cfg: Config, methods: list[str] | None = None, out: str | os.Pat
     for i, (name, c) in enumerate(configs.items()):
         if progress:
             console.print(f"[bold][{i + 1}/{len(configs)}][/bold] {name} -> {c.out_dir}")
-        row = _run_method(c, splits, progress, exact_edges)
+        row = _run_method(c, splits.num_classes, progress, exact_edges)
         if row.status == "ok":
             row.primary = {task: row.metrics[task][primary[task]] for task in tasks}
         if name == BASELINE_METHOD:
-            baseline = _make_baseline(result, row, metric_objs, cfg)
+            baseline = _make_baseline(result, row, cfg)
         if baseline is not None and row.status == "ok":
             try:
                 row.delta_m = delta_m(row.metrics, baseline).value + 0.0  # + 0.0: no "-0.00" for stl
@@ -297,7 +278,7 @@ def run_compare(cfg: Config, methods: list[str] | None = None, out: str | os.Pat
     return result
 
 
-def _make_baseline(result: CompareResult, row: MethodResult, metric_objs: dict, cfg: Config) -> dict | None:
+def _make_baseline(result: CompareResult, row: MethodResult, cfg: Config) -> dict | None:
     if row.status != "ok":
         result.note = f"no Delta_m: the '{BASELINE_METHOD}' baseline failed ({row.error})"
         return None
@@ -305,7 +286,7 @@ def _make_baseline(result: CompareResult, row: MethodResult, metric_objs: dict, 
     desc = (f"{BASELINE_METHOD} (one fully fine-tuned model per task), {cfg.model.backbone}, {cfg.data.format} "
             f"'{cfg.data.test_split}' split, {cfg.train.steps} steps, seed {cfg.seed}")
     try:
-        save_baseline(path, row.metrics, metric_objs, description=desc)
+        save_baseline(path, row.metrics, {t: get_task(t).metric_class for t in result.tasks}, description=desc)
         baseline = load_baseline(path)
     except ConfigError as err:  # e.g. a baseline metric of exactly 0: relative gains are undefined
         result.note = f"no Delta_m: {err}"

@@ -23,16 +23,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from taskadapt import __version__
+from taskadapt.distributed import unwrap
 from taskadapt.errors import CheckpointError
 from taskadapt.io import atomic_open
+from taskadapt.version import __version__
 
 FORMAT = "taskadapt-checkpoint"
 FORMAT_VERSION = 1
 
 
 def _plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    module = model.module if hasattr(model, "module") else model  # unwrap DDP
+    module = unwrap(model)
     return {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
             for k, v in module.state_dict().items()}
 
@@ -103,7 +104,7 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
 
 def restore_model(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """Load a checkpoint's weights into ``model`` with strict key checking."""
-    module = model.module if hasattr(model, "module") else model
+    module = unwrap(model)
     state = load_weights(path)
     result = module.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:

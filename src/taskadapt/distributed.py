@@ -56,3 +56,8 @@ def barrier(info: DistInfo) -> None:
 def cleanup(info: DistInfo) -> None:
     if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (any other module as it is)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

@@ -25,18 +25,30 @@ def _to_size(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def make_metrics(tasks: Iterable[str], num_classes: Mapping[str, int], edge_exact: bool = True,
-                 edge_tolerance: float = 0.011) -> dict:
-    metrics = {}
-    for task in tasks:
-        spec = get_task(task)
-        kwargs = {"exact": edge_exact, "tolerance": edge_tolerance} if task == "edge" else {}
-        metrics[task] = spec.make_metric(num_classes.get(task), **kwargs)
-    return metrics
+                 edge_tolerance: float | None = None) -> dict:
+    """task -> a fresh metric; boundary tasks match at ``edge_tolerance`` (None: the metric's default),
+    exactly or approximately."""
+    return {task: get_task(task).make_metric(num_classes.get(task), boundary_tolerance=edge_tolerance,
+                                             exact=edge_exact) for task in tasks}
+
+
+class OnDevice(torch.nn.Module):
+    """Feeds the CPU batches of the eval loader to a model on any device and returns float32 CPU
+    predictions, so the metrics (which keep their states on the CPU, next to the labels) work whatever
+    the device."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | str):
+        super().__init__()
+        self.model, self.device = model, torch.device(device)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        preds = self.model(image.to(self.device, non_blocking=True))
+        return {k: v.float().cpu() for k, v in preds.items()}
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], num_classes: Mapping[str, int],
-             loss_fn: MultiTaskLoss | None = None, edge_exact: bool = True, edge_tolerance: float = 0.011,
+             loss_fn: MultiTaskLoss | None = None, edge_exact: bool = True, edge_tolerance: float | None = None,
              progress: bool = False, description: str = "evaluating") -> dict:
     """Returns ``{"metrics": {task: {name: float}}, "loss": float | None, "images": int}``."""
     was_training = model.training

@@ -1,0 +1,78 @@
+"""The contract between a method's network and the code that trains, evaluates and describes it.
+
+Every method builds a :class:`TaskNetwork`: ``forward(image)`` -> {task: raw prediction}. What the trainer
+and the tools need to know about it, the network says itself (timm's ``no_weight_decay()`` pattern), so
+no caller probes attributes or classifies parameters by their names:
+
+* :meth:`param_groups` -- AdamW groups: pretrained weights at the backbone learning rate, new ones at the
+  base rate, no weight decay on 1-D tensors and embeddings;
+* :meth:`components` -- which part of the data flow each parameter belongs to (the parameter table);
+* :meth:`affinity_matrix` -- the TROA matrix, or None for methods that learn none; with
+  :attr:`capture_affinity` and :meth:`update_affinity` for the training loop;
+* :meth:`set_speed_options` -- activation checkpointing and channels-last;
+* :meth:`freeze_tasks` -- zero-shot tasks that get no gradient step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class TaskNetwork(nn.Module):
+    """Base class of every method's network. Subclasses set ``tasks`` and implement the hooks."""
+
+    tasks: list[str]
+    #: the trainer sets this to False on steps where TROA does not update (``model.troa.every > 1``)
+    capture_affinity: bool = True
+
+    # -- what the network is made of ----------------------------------------------------------------
+    def pretrained_parameters(self) -> set[str]:
+        """Names of trainable parameters that start from pretrained values (fine-tuned at ``train.backbone_lr``);
+        everything else that trains is new (``train.lr``)."""
+        raise NotImplementedError
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters of more than one dimension trained without weight decay (embeddings)."""
+        raise NotImplementedError
+
+    def components(self) -> dict[str, str]:
+        """Parameter name -> component of the data flow (``backbone prefix``, ``TSN``, ``decoder``, ...)."""
+        raise NotImplementedError
+
+    def param_groups(self, lr: float, backbone_lr: float | None, weight_decay: float) -> list[dict]:
+        """AdamW parameter groups of the trainable parameters, in parameter order: pretrained ones at
+        ``backbone_lr`` (None: ``lr``), new ones at ``lr``; no weight decay on 1-D tensors (biases, norms)
+        and on :meth:`no_weight_decay`."""
+        pretrained, no_decay = self.pretrained_parameters(), self.no_weight_decay()
+        groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            rate = (backbone_lr or lr) if name in pretrained else lr
+            decay = 0.0 if p.ndim <= 1 or name in no_decay else weight_decay
+            groups.setdefault((rate, decay), []).append(p)
+        return [{"params": ps, "lr": rate, "weight_decay": wd} for (rate, wd), ps in groups.items()]
+
+    # -- task affinity (TROA) ---------------------------------------------------------------------------
+    def affinity_matrix(self) -> torch.Tensor | None:
+        """The learned task affinity A (T, T), ``A[i, j]`` = effect of task i on task j; None for methods
+        that learn none."""
+        return None
+
+    def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None,
+                        samples: int | None = None) -> bool:
+        """After ``loss.backward()``: fold the captured per-task gradients into the affinity (of the first
+        ``samples`` images of the batch). Returns whether anything was updated."""
+        return False
+
+    # -- training options -------------------------------------------------------------------------------
+    def set_speed_options(self, activation_checkpointing: bool = False, channels_last: bool = False) -> None:
+        """``train.activation_checkpointing`` and ``train.channels_last``."""
+        raise NotImplementedError
+
+    def freeze_tasks(self, tasks: Sequence[str]) -> None:
+        """Zero-shot tasks: the parameters that only serve them get no gradient step."""
+        raise NotImplementedError
