@@ -17,6 +17,7 @@ from rich.table import Table
 
 from taskadapt.data.check import CheckReport, SplitRow, check_dataset
 from taskadapt.errors import ConfigError, DatasetError
+from taskadapt.tasks import get_task
 
 
 def _render(table: Table) -> str:
@@ -59,8 +60,12 @@ def test_statistics_of_a_split(tmp_path):
 
 
 def test_binary_summaries_name_the_positive_pixels():
-    row = SplitRow("val", tasks=("edge", "saliency"),
-                   stats={t: {"pixels": 100, "valid": 80, "positive": 8} for t in ("edge", "saliency")})
+    label = np.zeros((1, 10, 10), np.float32)  # 100 pixels: 20 ignored, 8 positive
+    label[0, :2] = np.nan
+    label[0, 2, :8] = 1.0
+    stats = {t: get_task(t).label_stats() for t in ("edge", "saliency")}
+    assert [s.update(label) for s in stats.values()] == [None, None]
+    row = SplitRow("val", tasks=("edge", "saliency"), stats=stats)
     assert row.summary("edge") == "10.0% edge, 80% valid"
     assert row.summary("saliency") == "10.0% salient, 80% valid"
 

@@ -338,3 +338,72 @@ def test_make_metric_takes_the_same_arguments_for_every_task(name):
         assert (default.tolerance, default.exact) == (0.011, True)
     with pytest.raises(TypeError):
         spec.make_metric(k, tolerance=0.02)
+
+
+# ------------------------------------------------------------------------------ label checks (data check)
+
+
+def _map(*rows) -> np.ndarray:
+    """A (C, H, W) float32 label from H rows of W per-pixel values (tuples of C channels or scalars)."""
+    a = np.asarray(rows, dtype=np.float32)
+    return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0).copy()
+
+
+#: task, num_classes, a good label and its summary, a bad label and its problem
+LABEL_CHECKS = [
+    ("semseg", 5, np.array([[0, 1], [255, 1]]), "2/5 classes, 75% labelled",
+     np.array([[0, 7], [255, -1]]), "semseg values out of range [0, 5) and not 255: -1, 7"),
+    ("parts", None, np.array([[0, 6], [255, 255]]), "2/7 classes, 50% labelled",
+     np.array([[9, 0], [0, 0]]), "parts values out of range [0, 7) and not 255: 9"),
+    ("depth", None, _map((1.5, NAN), (4.0, 2.0)), "1.5-4 m, 75% valid",
+     _map((-1.0, 2.0), (0.0, NAN)), "depth has 2 non-positive values where valid (min -1)"),
+    ("normals", None, _map(((0, 0, 1), (NAN, NAN, NAN)), ((1, 0, 0), (0, 1, 0))), "75% valid",
+     _map(((0, 0, 1), (0, 0, 2)), ((1, 0, 0), (0, -1, 0))),
+     "normals: 1 valid pixels are not unit vectors (|n| from 1 to 2; tolerance 0.01)"),
+    ("edge", None, _map((1.0, 0.0), (0.0, NAN)), "33.3% edge, 75% valid",
+     _map((0.5, 1.0), (2.0, 0.0)), "edge values must be 0 or 1 (or NaN), found 0.5, 2"),
+    ("saliency", None, _map((1.0, 0.0), (0.0, NAN)), "33.3% salient, 75% valid",
+     _map((0.0, 3.0), (0.0, 0.0)), "saliency values must be 0 or 1 (or NaN), found 3"),
+]
+
+
+@pytest.mark.parametrize(("name", "k", "good", "summary", "bad", "problem"), LABEL_CHECKS,
+                         ids=[c[0] for c in LABEL_CHECKS])
+def test_label_stats_flag_bad_labels_and_summarise_good_ones(name, k, good, summary, bad, problem):
+    stats = get_task(name).label_stats(k)
+    assert stats.summary() == "not checked" and (stats["pixels"], stats["valid"]) == (0, 0)
+    assert stats.update(good) is None
+    assert stats.summary() == summary
+    assert stats["pixels"] == 4
+    assert get_task(name).label_stats(k).update(bad) == problem
+    assert stats.update(bad) == problem and stats["pixels"] == 8  # a bad map still counts
+
+
+def test_label_stats_kinds_are_shared_and_fresh():
+    from taskadapt.tasks.label_checks import BinaryStats, ClassMapStats, DepthStats, UnitVectorStats
+    from taskadapt.tasks.normals import NORMAL_TOL
+
+    kinds = {name: type(get_task(name).label_stats(5)) for name in ALL}
+    assert kinds == {"semseg": ClassMapStats, "parts": ClassMapStats, "depth": DepthStats,
+                     "normals": UnitVectorStats, "edge": BinaryStats, "saliency": BinaryStats}
+    assert get_task("depth").label_stats() is not get_task("depth").label_stats()
+    assert get_task("normals").label_stats().tolerance == NORMAL_TOL == 1e-2
+    with pytest.raises(ConfigError, match="needs num_classes"):
+        get_task("semseg").label_stats()
+
+
+def test_label_stats_other_problems_and_numbers():
+    depth = get_task("depth").label_stats()
+    assert depth.update(_map((np.inf, 1.0))) == "depth has infinite values (use NaN for invalid pixels)"
+    assert depth.update(_map((NAN, NAN))) is None and depth.summary() == "no valid depth"
+    assert depth.update(_map((2.0, 0.5))) is None and (depth["min"], depth["max"]) == (0.5, 2.0)
+    normals = get_task("normals").label_stats()
+    assert normals.update(_map(((NAN, 0, 1), (0, 0, 1)))) == "normals: 1 pixels with NaN in some but not all channels"
+    assert normals.update(_map(((0, 0, 1.005),))) is None
+    assert normals["max_norm_error"] == pytest.approx(0.005, rel=1e-3)
+    seg = get_task("semseg").label_stats(40)
+    seg.update(np.array([[3, 3, 255, 39]]))
+    assert dict(seg) == {"pixels": 4, "valid": 3, "num_classes": 40, "classes_present": {3, 39}}
+    edge = get_task("edge").label_stats()
+    edge.update(_map((1.0, 1.0, 0.0, NAN)))
+    assert (edge["positive"], edge["valid"]) == (2, 3)

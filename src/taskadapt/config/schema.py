@@ -50,7 +50,7 @@ class DataConfig:
     val_split: str | None = None
     test_split: str = "test"
     crop_size: int = 128
-    #: edge match tolerance as a fraction of the image diagonal; null = by format (pascal 0.0075, else 0.011)
+    #: edge match tolerance as a fraction of the image diagonal; null = the format's (pascal 0.0075, others 0.011)
     edge_tolerance: float | None = None
     batch_size: int = 16
     num_workers: int = 0

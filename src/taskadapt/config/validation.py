@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from taskadapt.config.schema import Config, DataConfig
 from taskadapt.data.datasets import get_dataset_class, list_formats
-from taskadapt.data.scenes import list_domains
 from taskadapt.errors import ConfigError
 from taskadapt.models.backbones import list_backbones
 from taskadapt.models.decoder import DECODER_CONVS, DECODER_LAYOUTS, DECODER_RESAMPLING
@@ -50,13 +49,10 @@ def _validate_data(p: str, d: DataConfig) -> None:
         _one_of(f"{p}.tasks[{i}]", task, list_tasks(), "task")
     if len(set(d.tasks)) != len(d.tasks):
         raise ConfigError(f"config key '{p}.tasks' lists a task twice: {d.tasks}")
-    if d.root is None and not get_dataset_class(d.format).GENERATED:
+    reader = get_dataset_class(d.format)
+    if d.root is None and not reader.GENERATED:
         raise ConfigError(f"config key '{p}.root' is null; set it to the {d.format} dataset folder ({p}.root=/path)")
-    _one_of(f"{p}.scenes.domain", d.scenes.domain, list_domains(), "scene domain")
-    for key in ("train", "val", "test"):
-        _positive(f"{p}.scenes.{key}", getattr(d.scenes, key), allow_zero=True)
-    if d.scenes.size < 16:
-        raise ConfigError(f"config key '{p}.scenes.size' must be >= 16 pixels, got {d.scenes.size}")
+    reader.check_section(d, p)  # what only the format knows (the scenes' generator settings)
     _positive(f"{p}.crop_size", d.crop_size)
     _positive(f"{p}.batch_size", d.batch_size)
     _positive(f"{p}.num_workers", d.num_workers, allow_zero=True)

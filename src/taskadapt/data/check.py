@@ -10,6 +10,9 @@ instead of stopping at the first one:
    or 255, depth finite and > 0 where valid, normals of unit length (within 1e-2) where valid and
    NaN in all three channels together, edge and saliency in {0, 1} where valid.
 
+The value checks and per-task statistics belong to the tasks: each spec's
+:meth:`~taskadapt.tasks.base.TaskSpec.label_stats` (the kinds are in :mod:`taskadapt.tasks.label_checks`).
+
 The :class:`CheckReport` holds one :class:`SplitRow` per split (ids, image sizes, per-task
 statistics) and the problems (the first ``max_listed`` with file and message, plus the total count).
 """
@@ -22,18 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.table import Table
 
 from taskadapt.data.datasets import get_dataset_class
 from taskadapt.data.datasets.base import MultiTaskDataset
-from taskadapt.data.sample import IGNORE_INDEX, INTEGER_LABELS, LABEL_CHANNELS
+from taskadapt.data.sample import INTEGER_LABELS, LABEL_CHANNELS
 from taskadapt.errors import TaskadaptError
 from taskadapt.tasks import get_task
-
-#: allowed deviation of a valid normal from unit length
-NORMAL_TOL = 1e-2
+from taskadapt.tasks.label_checks import LabelStats
+from taskadapt.tasks.normals import NORMAL_TOL as NORMAL_TOL  # re-exported: defined by the normals task
 
 
 @dataclass
@@ -46,14 +47,15 @@ class Problem:
 
 @dataclass
 class SplitRow:
-    """Summary of one split. ``stats[task]`` holds numbers (see :meth:`summary` for the text)."""
+    """Summary of one split. ``stats[task]`` is the task's :class:`~taskadapt.tasks.label_checks.LabelStats`
+    (a mapping of numbers; see :meth:`summary` for the text)."""
 
     split: str
     n_ids: int = 0
     n_checked: int = 0
     tasks: tuple[str, ...] = ()
     image_sizes: dict[tuple[int, int], int] = field(default_factory=dict)
-    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stats: dict[str, LabelStats] = field(default_factory=dict)
 
     def sizes_text(self) -> str:
         if not self.image_sizes:
@@ -65,22 +67,10 @@ class SplitRow:
         return f"{len(sizes)} sizes, H {min(hs)}-{max(hs)}, W {min(ws)}-{max(ws)}"
 
     def summary(self, task: str) -> str:
-        s = self.stats.get(task)
         if task not in self.tasks:
             return "-"
-        if not s or not s.get("pixels"):
-            return "not checked"
-        valid = s["valid"] / s["pixels"]
-        if task in INTEGER_LABELS:
-            return f"{len(s['classes_present'])}/{s['num_classes']} classes, {valid:.0%} labelled"
-        if task == "depth":
-            if s["min"] is None:
-                return "no valid depth"
-            return f"{s['min']:.3g}-{s['max']:.3g} m, {valid:.0%} valid"
-        if task == "normals":
-            return f"{valid:.0%} valid"
-        positive = s["positive"] / max(s["valid"], 1)
-        return f"{positive:.1%} {get_task(task).positive_name}, {valid:.0%} valid"
+        s = self.stats.get(task)
+        return "not checked" if s is None else s.summary()
 
 
 @dataclass
@@ -216,18 +206,9 @@ def _short(err: BaseException) -> str:
     return str(err).split(" expected layout of a ")[0].strip()
 
 
-def _stats(row: SplitRow, task: str, ds: MultiTaskDataset) -> dict[str, Any]:
+def _stats(row: SplitRow, task: str, ds: MultiTaskDataset) -> LabelStats:
     if task not in row.stats:
-        s: dict[str, Any] = {"pixels": 0, "valid": 0}
-        if task in INTEGER_LABELS:
-            s.update(num_classes=ds.num_classes[task], classes_present=set())
-        elif task == "depth":
-            s.update(min=None, max=None)
-        elif task == "normals":
-            s.update(max_norm_error=0.0)
-        else:
-            s.update(positive=0)
-        row.stats[task] = s
+        row.stats[task] = get_task(task).label_stats(ds.num_classes.get(task))
     return row.stats[task]
 
 
@@ -252,54 +233,6 @@ def _check_sample(ds: MultiTaskDataset, sid: str, sample: dict[str, Any], row: S
             got = tuple(label.shape) if isinstance(label, torch.Tensor) else type(label).__name__
             report.add(path, f"id '{sid}': {task} has shape {got}, expected {want} (image is {h}x{w})")
             continue
-        problem = _check_values(task, label.detach().cpu().numpy(), _stats(row, task, ds))
+        problem = _stats(row, task, ds).update(label.detach().cpu().numpy())
         if problem:
             report.add(path, f"id '{sid}': {problem}")
-
-
-def _fmt(values: np.ndarray, limit: int = 5) -> str:
-    vals = [f"{v:g}" for v in values[:limit]]
-    return ", ".join(vals) + (", ..." if len(values) > limit else "")
-
-
-def _check_values(task: str, label: np.ndarray, s: dict[str, Any]) -> str | None:
-    """Update the split statistics with one label map; return a problem description or None."""
-    if task in INTEGER_LABELS:
-        k = s["num_classes"]
-        valid = label != IGNORE_INDEX
-        s["pixels"] += label.size
-        s["valid"] += int(valid.sum())
-        bad = np.unique(label[valid & ((label < 0) | (label >= k))])
-        s["classes_present"].update(int(c) for c in np.unique(label[valid & (label >= 0) & (label < k)]))
-        return f"{task} values out of range [0, {k}) and not 255: {_fmt(bad)}" if bad.size else None
-    nan = np.isnan(label)
-    valid = ~nan.any(axis=0)
-    s["pixels"] += valid.size
-    s["valid"] += int(valid.sum())
-    if task == "depth":
-        d = label[0][valid]
-        if d.size:
-            if not np.isfinite(d).all():
-                return "depth has infinite values (use NaN for invalid pixels)"
-            if (d <= 0).any():
-                return f"depth has {int((d <= 0).sum())} non-positive values where valid (min {d.min():g})"
-            s["min"] = float(d.min()) if s["min"] is None else min(s["min"], float(d.min()))
-            s["max"] = float(d.max()) if s["max"] is None else max(s["max"], float(d.max()))
-        return None
-    if task == "normals":
-        partial = nan.any(axis=0) & ~nan.all(axis=0)
-        if partial.any():
-            return f"normals: {int(partial.sum())} pixels with NaN in some but not all channels"
-        norm = np.sqrt((label[:, valid].astype(np.float64) ** 2).sum(axis=0))
-        err = np.abs(norm - 1.0)
-        if err.size:
-            s["max_norm_error"] = max(s["max_norm_error"], float(err.max()))
-            if not np.isfinite(norm).all() or (err > NORMAL_TOL).any():
-                n_bad = int((~np.isfinite(norm) | (err > NORMAL_TOL)).sum())
-                return (f"normals: {n_bad} valid pixels are not unit vectors (|n| from {norm.min():.3g} "
-                        f"to {norm.max():.3g}; tolerance {NORMAL_TOL:g})")
-        return None
-    v = label[0][valid]
-    s["positive"] += int((v == 1).sum())
-    bad = np.unique(v[(v != 0) & (v != 1)])
-    return f"{task} values must be 0 or 1 (or NaN), found {_fmt(bad)}" if bad.size else None

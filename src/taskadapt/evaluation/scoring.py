@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taskadapt.data.datasets import dataset_root, edge_tolerance
-from taskadapt.distributed import cleanup, init_from_env
+from taskadapt.distributed import cleanup, init_from_env, is_main_process
 from taskadapt.errors import DatasetError
 from taskadapt.evaluation.loaders import eval_loader, open_split
 from taskadapt.evaluation.loop import OnDevice, evaluate
@@ -78,7 +78,7 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
         cleanup(info)
     return {"metrics": results["metrics"], "images": results["images"], "tasks": tasks, "split": split,
             "dataset": {"root": str(root), "format": section.format, "split": split},
-            "edge_tolerance": tolerance, "exact_edges": exact_edges, "is_main": info.is_main}
+            "edge_tolerance": tolerance, "exact_edges": exact_edges}
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, format: str | None = None,
@@ -125,7 +125,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
                           "baseline": {t: s["value"] for t, s in base["tasks"].items()}}
     out_dir = Path(out) if out is not None else checkpoint.absolute().parent.parent / f"eval-{result['split']}"
     metrics_path, report_path = out_dir / "metrics.json", out_dir / "report.md"
-    if result["is_main"]:
+    if is_main_process():  # under torchrun every rank has the results; one writes
         write_json(metrics_path, doc)
         write_text(report_path, report_markdown(doc))
     return {**doc, "files": {"metrics": str(metrics_path), "report": str(report_path)}}

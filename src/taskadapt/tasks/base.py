@@ -30,6 +30,8 @@ from taskadapt.registry import Registry
 if TYPE_CHECKING:
     from torchmetrics import Metric
 
+    from taskadapt.tasks.label_checks import LabelStats
+
 TaskKind = Literal["classification", "regression", "binary"]
 
 
@@ -83,6 +85,16 @@ class TaskSpec(abc.ABC):
     def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
         """Labelled pixels of a batched target: (B, H, W) or (B, C, H, W) -> (B, H, W) bool."""
         return valid_mask(self.label_key, target)
+
+    @abc.abstractmethod
+    def label_stats(self, num_classes: int | None = None) -> LabelStats:
+        """Fresh statistics for checking this task's labels over a split (``taskadapt data check``).
+
+        ``update(label)`` takes one label map (numpy, no batch dim) and returns what is wrong with its
+        values or None; ``summary()`` is the table text. The kinds live in
+        :mod:`taskadapt.tasks.label_checks`. ``num_classes``: K of class-map tasks (the dataset's).
+        """
+        ...
 
     # -- training --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import torch
 
 from taskadapt.errors import ConfigError
 from taskadapt.tasks.base import TaskKind, TaskSpec, check_choice, check_shapes, masked_mean, register_task
+from taskadapt.tasks.label_checks import DepthStats
 from taskadapt.tasks.pictures import depth_to_rgb
 
 
@@ -40,6 +41,10 @@ class DepthTask(TaskSpec):
 
     def out_channels(self, num_classes: int | None = None) -> int:
         return 1
+
+    def label_stats(self, num_classes: int | None = None) -> DepthStats:
+        """Finite and > 0 where valid; the depth range."""
+        return DepthStats(self.name)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``pred`` (B, 1, H, W), ``target`` (B, 1, H, W) with NaN invalid -> scalar."""

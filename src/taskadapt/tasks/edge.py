@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from taskadapt.errors import ConfigError
 from taskadapt.tasks.base import TaskKind, TaskSpec, check_shapes, masked_mean, register_task
+from taskadapt.tasks.label_checks import BinaryStats
 from taskadapt.tasks.pictures import edge_to_rgb
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ class EdgeTask(TaskSpec):
 
     def out_channels(self, num_classes: int | None = None) -> int:
         return 1
+
+    def label_stats(self, num_classes: int | None = None) -> BinaryStats:
+        """Values 0 or 1 where valid; the share of :attr:`positive_name` pixels."""
+        return BinaryStats(self.name, self.positive_name)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``pred`` (B, 1, H, W) logits, ``target`` (B, 1, H, W) in [0, 1] or NaN -> scalar."""

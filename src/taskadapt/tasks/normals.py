@@ -10,7 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from taskadapt.tasks.base import TaskKind, TaskSpec, check_choice, check_shapes, masked_mean, register_task
+from taskadapt.tasks.label_checks import UnitVectorStats
 from taskadapt.tasks.pictures import normals_to_rgb
+
+#: allowed deviation of a valid normal from unit length
+NORMAL_TOL = 1e-2
 
 
 @register_task
@@ -36,6 +40,10 @@ class NormalsTask(TaskSpec):
 
     def out_channels(self, num_classes: int | None = None) -> int:
         return 3
+
+    def label_stats(self, num_classes: int | None = None) -> UnitVectorStats:
+        """NaN in all three channels or none; unit length within :data:`NORMAL_TOL` where valid."""
+        return UnitVectorStats(self.name, tolerance=NORMAL_TOL)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``pred`` (B, 3, H, W) raw, ``target`` (B, 3, H, W) unit or NaN -> scalar."""

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from taskadapt.tasks.base import TaskKind, TaskSpec, check_shapes, masked_mean, register_task
+from taskadapt.tasks.label_checks import BinaryStats
 from taskadapt.tasks.pictures import edge_to_rgb
 
 
@@ -32,6 +33,10 @@ class SaliencyTask(TaskSpec):
 
     def out_channels(self, num_classes: int | None = None) -> int:
         return 1
+
+    def label_stats(self, num_classes: int | None = None) -> BinaryStats:
+        """Values 0 or 1 where valid; the share of :attr:`positive_name` pixels."""
+        return BinaryStats(self.name, self.positive_name)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``pred`` (B, 1, H, W) logits, ``target`` (B, 1, H, W) in [0, 1] or NaN -> scalar."""

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from taskadapt.data.sample import IGNORE_INDEX
 from taskadapt.errors import ConfigError
 from taskadapt.tasks.base import TaskKind, TaskSpec, check_shapes, register_task
+from taskadapt.tasks.label_checks import ClassMapStats
 from taskadapt.tasks.pictures import semseg_to_rgb
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class ClassMapTask(TaskSpec):
 
     def out_channels(self, num_classes: int | None = None) -> int:
         return self.num_classes(num_classes)
+
+    def label_stats(self, num_classes: int | None = None) -> ClassMapStats:
+        """Class ids in [0, K) or 255, classes present (K: ``num_classes``, else ``default_num_classes``)."""
+        return ClassMapStats(self.name, num_classes if num_classes is not None else self.num_classes())
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``pred`` (B, K, H, W) logits, ``target`` (B, H, W) int64 -> scalar."""

@@ -112,6 +112,10 @@ class MultiTaskDataset(Dataset):
         return Path(section.root).expanduser()
 
     @classmethod
+    def check_section(cls, section: Any, prefix: str) -> None:
+        """ConfigError naming the key (``<prefix>.<key>``) for a format-specific setting out of range."""
+
+    @classmethod
     def describe(cls, section: Any) -> str:
         """A short name of the section's dataset for tables: ``<format>:<root>``."""
         return f"{cls.FORMAT}:{section.root}"

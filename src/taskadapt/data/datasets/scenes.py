@@ -24,8 +24,9 @@ from typing import Any
 from taskadapt.data.datasets.base import register_dataset
 from taskadapt.data.datasets.files import load_json
 from taskadapt.data.datasets.nyud import NYUDDataset
-from taskadapt.data.scenes import CLASS_NAMES, write_scenes
+from taskadapt.data.scenes import CLASS_NAMES, DOMAINS, write_scenes
 from taskadapt.errors import ConfigError
+from taskadapt.registry import unknown_name_message
 
 
 @register_dataset
@@ -46,6 +47,19 @@ class ScenesDataset(NYUDDataset):
     def root_for(cls, section: Any) -> Path:
         s = section.scenes
         return Path(section.root or f"runs/scenes/{s.domain}-seed{s.seed}-{s.size}px").expanduser()
+
+    @classmethod
+    def check_section(cls, section: Any, prefix: str) -> None:
+        """The generator settings of ``<prefix>.scenes``: a known domain, counts >= 0, size >= 16 px."""
+        s, key = section.scenes, f"{prefix}.scenes"
+        if s.domain not in DOMAINS:
+            message = unknown_name_message("scene domain", s.domain, DOMAINS.names())
+            raise ConfigError(f"config key '{key}.domain': {message}")
+        for split in ("train", "val", "test"):
+            if getattr(s, split) < 0:
+                raise ConfigError(f"config key '{key}.{split}' must be >= 0, got {getattr(s, split)}")
+        if s.size < 16:
+            raise ConfigError(f"config key '{key}.size' must be >= 16 pixels, got {s.size}")
 
     @classmethod
     def describe(cls, section: Any) -> str:

@@ -227,9 +227,15 @@ def _sample_material(rng: random.Random, specs: tuple[MaterialSpec, ...]) -> tup
 
 
 DOMAINS: Registry[Style] = Registry("scene domain")
-DOMAINS.register("studio", Style("studio", "neutral white ceiling light, indoor materials", BASE_MATERIALS))
-DOMAINS.register(
-    "dusk",
+
+
+def register_domain(style: Style) -> Style:
+    """Register an appearance style under its own name (as ``@register_backbone`` does a model function)."""
+    return DOMAINS.register(style.name, style)
+
+
+register_domain(Style("studio", "neutral white ceiling light, indoor materials", BASE_MATERIALS))
+register_domain(
     Style(
         "dusk",
         "low warm light, bluish ambient, orange colour cast",
@@ -243,8 +249,7 @@ DOMAINS.register(
         exposure=(0.8, 1.0),
     ),
 )
-DOMAINS.register(
-    "fog",
+register_domain(
     Style(
         "fog",
         "studio-like light with distance-dependent haze",
@@ -253,8 +258,7 @@ DOMAINS.register(
         ambient=((0.3, 0.3, 0.3), (0.45, 0.45, 0.45)),
     ),
 )
-DOMAINS.register(
-    "toon",
+register_domain(
     Style(
         "toon",
         "flat colours, banded shading, posterised, dark outlines on boundaries",
@@ -267,8 +271,7 @@ DOMAINS.register(
         outline=0.06,
     ),
 )
-DOMAINS.register(
-    "pretrain",
+register_domain(
     Style(
         "pretrain",
         "own textures (dots, rings, camouflage, stripes), saturated class-independent palettes",

@@ -143,7 +143,7 @@ class AdapterModel(MultiTaskModel):
 
     def _add_adapters(self, o: AdapterOptions) -> None:
         """Called by MultiTaskModel.__init__ before the decoder is built (parameters in data-flow order)."""
-        self.options = o
+        self.adapter_options = o
         backbone = self.backbone
         steps, blocks = backbone.steps(), backbone.block_steps()
         self.num_streams = len(self.tasks)
@@ -208,7 +208,7 @@ class AdapterModel(MultiTaskModel):
             new |= {id(p) for p in m.film.parameters()}
             if m.task_offset is not None:
                 new.add(id(m.task_offset))
-            if self.options.tsn_lr == "new":
+            if self.adapter_options.tsn_lr == "new":
                 new |= {id(m.weight), id(m.bias)}
         return new
 
@@ -255,13 +255,13 @@ class AdapterModel(MultiTaskModel):
     # -- forward -------------------------------------------------------------------------------------------
     def conditioning_vectors(self) -> torch.Tensor:
         """w (T, D): each task's conditioning vector (affinity-weighted task embeddings)."""
-        return self.affinity.mix(self.task_embeddings, enabled=self.options.troa)
+        return self.affinity.mix(self.task_embeddings, enabled=self.adapter_options.troa)
 
     def _encode_after_split(self, state: torch.Tensor, feats: dict[int, torch.Tensor], batch: int
                             ) -> tuple[dict[int, torch.Tensor], int]:
         """z (B, ...) -> T stream-major streams (T*B, ...) through the adapter steps up to the last tap."""
         T, z = self.num_streams, state
-        capture = self.training and self.options.troa and self.capture_affinity and torch.is_grad_enabled()
+        capture = self.training and self.adapter_options.troa and self.capture_affinity and torch.is_grad_enabled()
         if capture and not z.requires_grad:
             z = z.detach().requires_grad_(True)  # gradients stop here: the prefix is frozen
         z_exp = z.unsqueeze(0).expand(T, *z.shape)  # (T, B, ...) -- TROA reads its gradient
@@ -303,7 +303,7 @@ class AdapterModel(MultiTaskModel):
     @torch.no_grad()
     def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None,
                         samples: int | None = None) -> bool:
-        if not self.options.troa:
+        if not self.adapter_options.troa:
             return False
         return self.affinity.update(loss_weights, present, samples)
 

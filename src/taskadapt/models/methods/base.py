@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from taskadapt.models.backbones import Backbone
+from taskadapt.models.multitask import MultiTaskModel
 from taskadapt.models.network import TaskNetwork
 from taskadapt.registry import Registry
 
@@ -44,6 +45,24 @@ class Method:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+class SingleStreamMethod(Method):
+    """A baseline: the tasks share one backbone pass (one stream), a decoder and per-task heads. Subclasses
+    say whether the backbone's own weights train and what they add to the backbone before the decoder is
+    built (:meth:`adapt_backbone`, so parameters are initialised in data-flow order)."""
+
+    train_backbone: ClassVar[bool] = False
+
+    def adapt_backbone(self, backbone: Backbone, options: Mapping[str, Any]) -> None:
+        """Change the (already frozen or trainable) backbone, e.g. wrap layers; nothing by default."""
+
+    def build(self, backbone: BackboneSource, tasks: Sequence[str], num_classes: Mapping[str, int] | None = None,
+              **options: Any) -> MultiTaskModel:
+        check_options(options)
+        net = make_backbone(backbone).requires_grad_(self.train_backbone)
+        self.adapt_backbone(net, options)
+        return MultiTaskModel(net, tasks, num_classes, **pick(options, DECODER_OPTIONS))
 
 
 def check_options(options: Mapping[str, Any]) -> None:

@@ -3,33 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from taskadapt.models.backbones import Backbone
 from taskadapt.models.lora import add_lora
-from taskadapt.models.methods.base import (
-    DECODER_OPTIONS,
-    LORA_OPTIONS,
-    BackboneSource,
-    Method,
-    check_options,
-    make_backbone,
-    pick,
-    register_method,
-)
-from taskadapt.models.multitask import MultiTaskModel
+from taskadapt.models.methods.base import LORA_OPTIONS, SingleStreamMethod, register_method
 
 
 @register_method
-class LoRA(Method):
+class LoRA(SingleStreamMethod):
     name = "lora"
     summary = "frozen backbone + LoRA on attention qkv/proj; decoder and heads"
     options = LORA_OPTIONS
 
-    def build(self, backbone: BackboneSource, tasks: Sequence[str], num_classes: Mapping[str, int] | None = None,
-              **options: Any) -> MultiTaskModel:
-        check_options(options)
-        net = make_backbone(backbone).requires_grad_(False)
-        # before the decoder is built: the factors are initialised first, as the data flow goes
-        add_lora(net, rank=options.get("lora_rank", 4), alpha=options.get("lora_alpha", 8.0))
-        return MultiTaskModel(net, tasks, num_classes, **pick(options, DECODER_OPTIONS))
+    def adapt_backbone(self, backbone: Backbone, options: Mapping[str, Any]) -> None:
+        add_lora(backbone, rank=options.get("lora_rank", 4), alpha=options.get("lora_alpha", 8.0))
