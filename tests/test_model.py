@@ -175,6 +175,27 @@ def test_parameter_table_and_params_command(capsys):
     assert "TAA" in printed and "bottleneck" in printed
 
 
+def test_each_component_counts_exactly_its_own_parameters():
+    """The network names its components by parameter identity: TSN (in the adapter blocks' norms), LoRA
+    (the prefix's factors), TAA, bottlenecks and task embeddings each hold exactly their modules' weights."""
+    from taskadapt.models.adapters import TaskScaledNorm
+    from taskadapt.models.lora import LoRALinear
+
+    model = make("adapters", ["model.prefix_lora=true"])
+    rows = {r.component: r for r in parameter_table(model)}
+    numel = lambda ps: sum(p.numel() for p in ps)  # noqa: E731
+    tsn = [m for m in model.backbone.modules() if isinstance(m, TaskScaledNorm)]
+    lora = [m for m in model.backbone.modules() if isinstance(m, LoRALinear)]
+    assert tsn and lora
+    assert rows["TSN"].trainable + rows["TSN"].frozen == numel(p for m in tsn for p in m.parameters())
+    assert rows["LoRA"].trainable == numel(p for m in lora for p in (m.lora_A, m.lora_B))
+    layers = list(model.adapter_layers.values())
+    assert rows["TAA"].trainable == numel(p for layer in layers for p in layer.taa.parameters())
+    assert rows["bottleneck"].trainable == numel(p for layer in layers for p in layer.bottleneck.parameters())
+    assert rows["task embeddings"].trainable == model.task_embeddings.numel()
+    assert sum(r.total for r in rows.values()) == numel(model.parameters()) and "other" not in rows
+
+
 @pytest.mark.parametrize("method", ["adapters", "lora", "frozen_heads"])
 def test_per_task_decoder_with_the_shared_weights_equals_the_shared_decoder(method):
     shared = make(method).eval()

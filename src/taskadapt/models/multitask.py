@@ -113,9 +113,12 @@ class MultiTaskModel(TaskNetwork):
         self.heads = nn.ModuleDict(heads)
 
     # -- what the network is made of (TaskNetwork) ------------------------------------------------------
+    def _lora_parameters(self) -> set[int]:
+        return {id(p) for m in self.backbone.modules() if isinstance(m, LoRALinear) for p in (m.lora_A, m.lora_B)}
+
     def _new_backbone_parameters(self) -> set[int]:
         """Parameters living in the backbone that did not come with it (LoRA factors)."""
-        return {id(p) for m in self.backbone.modules() if isinstance(m, LoRALinear) for p in (m.lora_A, m.lora_B)}
+        return self._lora_parameters()
 
     def pretrained_parameters(self) -> set[str]:
         """The backbone's own trainable weights (LoRA factors live in the backbone but are new)."""
@@ -133,7 +136,7 @@ class MultiTaskModel(TaskNetwork):
         for st in self.backbone.steps()[self.split:]:
             owner.update({id(p): "backbone after split" for p in st.module.parameters()})
         self._claim_components(owner)
-        owner.update({i: "LoRA" for i in self._new_backbone_parameters()})
+        owner.update({i: "LoRA" for i in self._lora_parameters()})
         decoders = [self.decoder] if self.decoder is not None else list(self.decoders.values())
         owner.update({id(p): "decoder" for d in decoders for p in d.parameters()})
         owner.update({id(p): "heads" for p in self.heads.parameters()})
