@@ -47,3 +47,14 @@ def plain_backbone(model: torch.nn.Module) -> torch.nn.Module:
             ln.load_state_dict({"weight": tsn.weight, "bias": tsn.bias})
             setattr(block, name, ln)
     return reference
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread while a module's tests run (``pytestmark = pytest.mark.usefixtures(...)``): for
+    tests of small tensors, where with ``pytest -n`` the workers' thread pools would fight over the cores
+    and spin-wait more than they compute. Set once per module: changing it costs milliseconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

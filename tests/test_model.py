@@ -175,6 +175,26 @@ def test_parameter_table_and_params_command(capsys):
     assert "TAA" in printed and "bottleneck" in printed
 
 
+def test_every_tsn_offset_and_embedding_trains_without_weight_decay():
+    from taskadapt.train.trainer import param_groups
+
+    cfg = load_config(None, [*TINY_VIT, "model.tsn.task_offset=true"])
+    model = create_model(cfg)
+    decay = {id(p): g["weight_decay"] for g in param_groups(model, cfg) for p in g["params"]}
+    offsets = [n for n, p in model.named_parameters() if n.endswith("task_offset")]
+    assert any(n.startswith("adapter_layers.") for n in offsets) and any(n.startswith("backbone.") for n in offsets)
+    named = dict(model.named_parameters())
+    for n in [*offsets, "task_embeddings"]:
+        assert decay[id(named[n])] == 0.0, n
+    assert decay[id(named["heads.semseg.out.weight"])] == cfg.train.weight_decay > 0
+    cfg = load_config(None, [*TINY_VIT, "model.method=mtl_finetune"])  # the backbone's embeddings train here
+    model = create_model(cfg)
+    decay = {id(p): g["weight_decay"] for g in param_groups(model, cfg) for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert decay[id(named["backbone.pos_embed"])] == decay[id(named["backbone.cls_token"])] == 0.0
+    assert decay[id(named["backbone.blocks.0.attn.qkv.weight"])] == cfg.train.weight_decay
+
+
 def test_each_component_counts_exactly_its_own_parameters():
     """The network names its components by parameter identity: TSN (in the adapter blocks' norms), LoRA
     (the prefix's factors), TAA, bottlenecks and task embeddings each hold exactly their modules' weights."""

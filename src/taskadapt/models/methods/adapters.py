@@ -198,13 +198,14 @@ class AdapterModel(MultiTaskModel):
         self.adapter_layers = nn.ModuleDict(layers)
 
     # -- what the network is made of -----------------------------------------------------------------
-    def _tsn_modules(self) -> list[TaskScaledNorm]:
-        return [m for m in self.backbone.modules() if isinstance(m, TaskScaledNorm)]
+    def _tsn_modules(self, within: nn.Module | None = None) -> list[TaskScaledNorm]:
+        """The TSN norms in ``within`` (default: the whole model, the bottlenecks' norms included)."""
+        return [m for m in (within or self).modules() if isinstance(m, TaskScaledNorm)]
 
     def _new_backbone_parameters(self) -> set[int]:
         """LoRA factors, and TSN's maps and offsets (new), and with ``tsn_lr=new`` TSN's gamma'/beta' too."""
         new = super()._new_backbone_parameters()
-        for m in self._tsn_modules():
+        for m in self._tsn_modules(self.backbone):
             new |= {id(p) for p in m.film.parameters()}
             if m.task_offset is not None:
                 new.add(id(m.task_offset))
@@ -213,15 +214,16 @@ class AdapterModel(MultiTaskModel):
         return new
 
     def no_weight_decay(self) -> set[str]:
+        """The backbone's embeddings, the task embeddings and TSN's per-task offsets (rows of embeddings)."""
         offsets = {id(m.task_offset) for m in self._tsn_modules() if m.task_offset is not None}
         return super().no_weight_decay() | {"task_embeddings"} | {
-            f"backbone.{n}" for n, p in self.backbone.named_parameters() if id(p) in offsets}
+            n for n, p in self.named_parameters() if id(p) in offsets}
 
     def _claim_components(self, owner: dict[int, str]) -> None:
         steps = self.backbone.steps()
         for i in self.adapter_steps:
             owner.update({id(p): "adapter blocks (pretrained)" for p in steps[i].module.parameters()})
-        for m in self._tsn_modules():
+        for m in self._tsn_modules(self.backbone):  # the blocks' norms; the bottleneck's norm is the bottleneck's
             owner.update({id(p): "TSN" for p in m.parameters()})
         for layer in self.adapter_layers.values():
             owner.update({id(p): "bottleneck" for p in layer.bottleneck.parameters()})
