@@ -29,6 +29,8 @@ from taskadapt.models.backbones.vit import LayerScale, VisionTransformer
 from taskadapt.models.lora import LoRALinear
 from taskadapt.models.params import parameter_table
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small tensors: one thread per pytest worker
+
 CASES = ["dinov2_small", "dinov2_reg4", "dinov2_regcls"]
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "assets" / "dinov2"
 REAL_FILE = REAL_DIR / "vit_small_patch14_dinov2.safetensors"

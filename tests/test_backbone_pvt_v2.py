@@ -19,6 +19,8 @@ from taskadapt.errors import ConfigError
 from taskadapt.models.backbones import create_backbone, list_backbones
 from taskadapt.models.backbones.pvt_v2 import Block, PyramidVisionTransformerV2
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small tensors: one thread per pytest worker
+
 FIXTURES = Path(__file__).parent / "fixtures" / "timm"
 TAGS = ["sra", "linear"]
 TOL = 1e-4

@@ -20,6 +20,8 @@ from taskadapt.models.backbones import create_backbone, list_backbones
 from taskadapt.models.backbones.pretrained import load_pretrained
 from taskadapt.models.backbones.swin import SwinBlock, SwinTransformer, resize_rel_pos_bias_table
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small tensors: one thread per pytest worker
+
 FIXTURES = Path(__file__).parent / "fixtures" / "timm"
 CASES = ["swin_tiny", "swin_small"]
 NAMES = ["swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swin_base_patch4_window7_224"]

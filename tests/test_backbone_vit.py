@@ -18,6 +18,8 @@ from taskadapt.errors import CheckpointError
 from taskadapt.models.backbones import create_backbone
 from taskadapt.models.backbones.vit import VisionTransformer, resample_pos_embed
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small tensors: one thread per pytest worker
+
 FIXTURES = Path(__file__).parent / "fixtures" / "timm"
 CASES = ["vit_tiny", "vit_small", "vit_base", "dinov2_small", "dinov2_reg4", "dinov2_regcls"]  # make_*.py
 TOL = 1e-4

@@ -21,7 +21,6 @@ from taskadapt.metrics.paired import Summary, paired_difference, summarize, t_ha
 from taskadapt.models import create_model
 from taskadapt.models.methods import list_methods
 from taskadapt.models.params import count_trainable
-from taskadapt.settings import compare
 from taskadapt.settings.compare import (
     aggregate,
     compare_table,
@@ -33,6 +32,8 @@ from taskadapt.settings.compare import (
     run_compare_seeds,
     seeds_tables,
 )
+from taskadapt.settings.compare import runs as compare_runs
+from taskadapt.train import trainer as trainer_module
 from taskadapt.train.data import build_splits
 from taskadapt.train.trainer import TrainingDiverged, TrainingInterrupted
 
@@ -87,10 +88,10 @@ def compared(tmp_path_factory):
     """stl, adapters and lora compared on tiny scenes; lora is made to diverge."""
     base = tmp_path_factory.mktemp("compare")
     cfg = tiny(base / "scenes")
-    spy = TrainSpy(compare.trainer.train, fail={"lora"})
+    spy = TrainSpy(trainer_module.train, fail={"lora"})
     spy.evaluations = EvalSpy(scoring.evaluate)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(compare.trainer, "train", spy)
+        mp.setattr(trainer_module, "train", spy)
         mp.setattr(scoring, "evaluate", spy.evaluations)
         result = run_compare(cfg, ["adapters", "lora", "stl"], out=base / "out", progress=False)
     return cfg, result, spy
@@ -188,9 +189,9 @@ def test_rich_table_has_a_row_per_method(compared):
 
 def test_rerun_reuses_finished_runs_and_retries_failed_ones(compared):
     cfg, first, _ = compared
-    spy = TrainSpy(compare.trainer.train)
+    spy = TrainSpy(trainer_module.train)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(compare.trainer, "train", spy)
+        mp.setattr(trainer_module, "train", spy)
         again = run_compare(cfg, ["stl", "adapters", "lora"], out=first.out, progress=False)
     assert spy.calls == ["lora"]  # stl and adapters finished with this exact config: tested again only
     for method in ("stl", "adapters"):
@@ -207,8 +208,8 @@ def test_default_methods_are_all_registered_with_stl_first():
 
 def test_bad_requests_fail_before_any_training(compared, tmp_path, monkeypatch):
     cfg, result, _ = compared
-    spy = TrainSpy(compare.trainer.train)
-    monkeypatch.setattr(compare.trainer, "train", spy)
+    spy = TrainSpy(trainer_module.train)
+    monkeypatch.setattr(trainer_module, "train", spy)
     with pytest.raises(ConfigError, match="did you mean 'adapters'"):
         run_compare(cfg, ["stl", "adapterz"], out=tmp_path / "a", progress=False)
     with pytest.raises(ConfigError, match="no methods"):
@@ -253,9 +254,9 @@ def seeded(tmp_path_factory):
     """stl, adapters and lora on seeds 0 and 1 of the tiny scenes; lora diverges on seed 1 only."""
     base = tmp_path_factory.mktemp("compare-seeds")
     cfg = tiny(base / "scenes")
-    spy = TrainSpy(compare.trainer.train, fail={("lora", 1)})
+    spy = TrainSpy(trainer_module.train, fail={("lora", 1)})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(compare.trainer, "train", spy)
+        mp.setattr(trainer_module, "train", spy)
         result = run_compare_seeds(cfg, ["adapters", "lora", "stl"], [0, 1], out=base / "out", progress=False)
     return cfg, result, spy
 
@@ -433,8 +434,8 @@ def test_seed_options_are_validated_with_one_message():
 
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_cli_bad_seeds_exit_2_with_one_line(value, tmp_path, capsys, monkeypatch):
-    spy = TrainSpy(compare.trainer.train)
-    monkeypatch.setattr(compare.trainer, "train", spy)
+    spy = TrainSpy(trainer_module.train)
+    monkeypatch.setattr(trainer_module, "train", spy)
     code = main(["compare", *tiny_overrides(tmp_path / "scenes"), "--seeds", value, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and spy.calls == []
@@ -444,8 +445,8 @@ def test_cli_bad_seeds_exit_2_with_one_line(value, tmp_path, capsys, monkeypatch
 
 def test_reference_must_be_a_compared_method(seeded, tmp_path, monkeypatch):
     cfg, result, _ = seeded
-    spy = TrainSpy(compare.trainer.train)
-    monkeypatch.setattr(compare.trainer, "train", spy)
+    spy = TrainSpy(trainer_module.train)
+    monkeypatch.setattr(trainer_module, "train", spy)
     with pytest.raises(ConfigError, match="--reference 'lora' is not among"):
         run_compare_seeds(cfg, ["stl", "adapters"], [0, 1], out=tmp_path / "a", reference="lora", progress=False)
     with pytest.raises(ConfigError, match="did you mean 'adapters'"):
@@ -460,8 +461,8 @@ def test_reference_must_be_a_compared_method(seeded, tmp_path, monkeypatch):
 def test_rerun_through_the_cli_reuses_finished_seed_runs(seeded, tmp_path, monkeypatch):
     """Runs after the tests above: it retrains lora on seed 1, which changes the files they read."""
     cfg, first, _ = seeded
-    spy = TrainSpy(compare.trainer.train)
-    monkeypatch.setattr(compare.trainer, "train", spy)
+    spy = TrainSpy(trainer_module.train)
+    monkeypatch.setattr(trainer_module, "train", spy)
     code = main(["compare", *tiny_overrides(cfg.data.root), "--methods", "stl,adapters,lora", "--seeds", "2",
                  "--out", str(first.out), "--json-out", str(tmp_path / "results" / "compare-tiny.json")])
     assert code == 0
@@ -485,7 +486,7 @@ def test_an_interrupted_seed_keeps_the_finished_ones(seeded, monkeypatch):
         assert out == first.out / f"seed{c.seed}" and c.seed == first.runs[c.seed].protocol["seed"]
         return first.runs[c.seed]
 
-    monkeypatch.setattr(compare, "run_compare", one_seed)
+    monkeypatch.setattr(compare_runs, "run_compare", one_seed)
     with pytest.raises(TrainingInterrupted):
         run_compare_seeds(cfg, ["stl", "adapters", "lora"], [0, 1, 9], out=first.out, progress=False)
     data = json.loads((first.out / "compare.json").read_text())
