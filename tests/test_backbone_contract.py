@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from taskadapt.errors import CheckpointError
 from taskadapt.models.backbones import Backbone, create_backbone, list_backbones
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads cost more than they give
@@ -301,10 +299,10 @@ def test_bias_gets_gradients(bb: Built) -> None:
     for _, step, state, _ in blocks(bb):
         n_q, n_kv = step.module.attention_tokens(state)
         bias = torch.zeros(1, step.module.attn.num_heads, n_q, n_kv, requires_grad=True)
-        step(state, attn_bias=bias).square().mean().backward()
-        assert bias.grad is not None and bias.grad.shape == bias.shape, step.name
+        (grad,) = torch.autograd.grad(step(state, attn_bias=bias).square().mean(), bias)  # (no .grad on the model)
+        assert grad.shape == bias.shape, step.name
         if n_kv > 1:  # softmax over a single key is 1 whatever its bias: no gradient
-            assert bias.grad.abs().sum() > 0, step.name
+            assert grad.abs().sum() > 0, step.name
             checked += 1
     assert checked
 
@@ -334,7 +332,7 @@ def test_blocks_call_replaceable_norms(bb: Built) -> None:
             recorders.append(Recorder(getattr(step.module, attr), f"{step.name}.{attr}"))
             setattr(step.module, attr, recorders[-1])
     out = model.forward_features(bb.x)
-    assert torch.equal(out, bb.out)
+    assert max_diff(out, bb.out) <= 1e-6  # (autograd on may pick other attention kernels)
     assert set(calls) == {r.key for r in recorders}
     for r in recorders:
         shapes = calls[r.key]
@@ -381,11 +379,7 @@ def test_pretrained_file_loads_through_create_backbone(bb: Built, tmp_path: Path
     assert all(torch.equal(v, sd[k]) for k, v in model.state_dict().items())
     with torch.no_grad():
         assert max_diff(model(bb.x), bb.out) <= 1e-6
-    # a checkpoint that does not fit is a CheckpointError naming the key
-    key = next(iter(bb.model.state_dict()))
-    save_file({k: v for k, v in sd.items() if k != key}, str(tmp_path / "incomplete.safetensors"))
-    with pytest.raises(CheckpointError, match=rf"missing: {re.escape(key)} "):
-        create_backbone(bb.name, pretrained=str(tmp_path / "incomplete.safetensors"), **bb.kwargs)
+    # (files that do not fit, other formats, the hub: test_pretrained.py)
 
 
 def test_float64_matches_float32(bb: Built) -> None:
