@@ -21,18 +21,10 @@ from taskadapt.metrics.paired import Summary, paired_difference, summarize, t_ha
 from taskadapt.models import create_model
 from taskadapt.models.methods import list_methods
 from taskadapt.models.params import count_trainable
-from taskadapt.settings.compare import (
-    aggregate,
-    compare_table,
-    method_config,
-    resolve_methods,
-    resolve_reference,
-    resolve_seeds,
-    run_compare,
-    run_compare_seeds,
-    seeds_tables,
-)
+from taskadapt.settings.compare import compare_table, resolve_seeds, run_compare, run_compare_seeds, seeds_tables
 from taskadapt.settings.compare import runs as compare_runs
+from taskadapt.settings.compare.results import aggregate
+from taskadapt.settings.compare.runs import method_config, resolve_methods, resolve_reference
 from taskadapt.train import trainer as trainer_module
 from taskadapt.train.data import build_splits
 from taskadapt.train.trainer import TrainingDiverged, TrainingInterrupted

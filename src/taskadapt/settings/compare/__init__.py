@@ -30,38 +30,14 @@ its own ``stl`` baseline, so Delta_m on seed s is against ``stl`` of seed s. It 
                            interval and a verdict (:mod:`taskadapt.metrics.paired`)
 
 Both summary files are rewritten after every finished seed.
+
+Modules: :mod:`.results` (the rows and their aggregation over seeds, as data), :mod:`.runs` (planning and
+running the methods and seeds), :mod:`.tables` (compare.md / compare.json and the terminal tables).
 """
 
-from taskadapt.settings.compare.results import (
-    BASELINE_METHOD,
-    REFERENCE_METHOD,
-    CompareResult,
-    MethodResult,
-    MethodSummary,
-    SeedsResult,
-    aggregate,
-    paired,
-)
-from taskadapt.settings.compare.runs import (
-    ensure_trained,
-    method_config,
-    resolve_methods,
-    resolve_reference,
-    resolve_seeds,
-    run_compare,
-    run_compare_seeds,
-    run_state,
-)
-from taskadapt.settings.compare.tables import (
-    compare_markdown,
-    compare_table,
-    seeds_markdown,
-    seeds_tables,
-    write_outputs,
-    write_seed_outputs,
-)
+from taskadapt.settings.compare.results import CompareResult, SeedsResult
+from taskadapt.settings.compare.runs import ensure_trained, resolve_seeds, run_compare, run_compare_seeds
+from taskadapt.settings.compare.tables import compare_table, seeds_tables
 
-__all__ = ["BASELINE_METHOD", "REFERENCE_METHOD", "CompareResult", "MethodResult", "MethodSummary", "SeedsResult",
-           "aggregate", "compare_markdown", "compare_table", "ensure_trained", "method_config", "paired",
-           "resolve_methods", "resolve_reference", "resolve_seeds", "run_compare", "run_compare_seeds", "run_state",
-           "seeds_markdown", "seeds_tables", "write_outputs", "write_seed_outputs"]
+__all__ = ["CompareResult", "SeedsResult", "compare_table", "ensure_trained", "resolve_seeds", "run_compare",
+           "run_compare_seeds", "seeds_tables"]
