@@ -30,7 +30,8 @@ def num_classes_for(cfg: Config) -> dict[str, int]:
 
 
 def model_options(cfg: Config) -> dict[str, tuple[Any, str]]:
-    """Every method option -> (its value, the config key it comes from)."""
+    """Every method option -> (its value, the config key it comes from); also the two build arguments that
+    are not options (``tasks``, ``num_classes``), so that their errors name a config key too."""
     m = cfg.model
     return {
         "decoder_channels": (m.decoder_channels, "model.decoder_channels"), "decoder": (m.decoder, "model.decoder"),

@@ -15,13 +15,14 @@ no caller probes attributes or classifies parameters by their names:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 
-class TaskNetwork(nn.Module):
+class TaskNetwork(nn.Module, metaclass=abc.ABCMeta):
     """Base class of every method's network. Subclasses set ``tasks`` and implement the hooks."""
 
     tasks: list[str]
@@ -29,18 +30,21 @@ class TaskNetwork(nn.Module):
     capture_affinity: bool = True
 
     # -- what the network is made of ----------------------------------------------------------------
+    @abc.abstractmethod
     def pretrained_parameters(self) -> set[str]:
         """Names of trainable parameters that start from pretrained values (fine-tuned at ``train.backbone_lr``);
         everything else that trains is new (``train.lr``)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def no_weight_decay(self) -> set[str]:
         """Names of parameters of more than one dimension trained without weight decay (embeddings)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def components(self) -> dict[str, str]:
         """Parameter name -> component of the data flow (``backbone prefix``, ``TSN``, ``decoder``, ...)."""
-        raise NotImplementedError
+        ...
 
     def param_groups(self, lr: float, backbone_lr: float | None, weight_decay: float) -> list[dict]:
         """AdamW parameter groups of the trainable parameters, in parameter order: pretrained ones at
@@ -69,10 +73,12 @@ class TaskNetwork(nn.Module):
         return False
 
     # -- training options -------------------------------------------------------------------------------
+    @abc.abstractmethod
     def set_speed_options(self, activation_checkpointing: bool = False, channels_last: bool = False) -> None:
         """``train.activation_checkpointing`` and ``train.channels_last``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def freeze_tasks(self, tasks: Sequence[str]) -> None:
         """Zero-shot tasks: the parameters that only serve them get no gradient step."""
-        raise NotImplementedError
+        ...

@@ -11,6 +11,7 @@ registered with ``@register_method`` in their own file; ``model.method`` names o
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ LORA_OPTIONS = ("lora_rank", "lora_alpha")
 BackboneSource = Backbone | Callable[[], Backbone]
 
 
-class Method:
+class Method(abc.ABC):
     """Builds one method's network. Subclasses set ``name``, ``summary`` and ``options`` (the option names
     they read besides the decoder's) and implement :meth:`build`."""
 
@@ -37,11 +38,12 @@ class Method:
     #: the network learns a task affinity (TROA) that ``taskadapt affinity`` can show
     learns_affinity: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def build(self, backbone: BackboneSource, tasks: Sequence[str], num_classes: Mapping[str, int] | None = None,
               **options: Any) -> TaskNetwork:
         """The network for ``tasks``. ``backbone`` is a backbone or a function making a fresh one (methods
         with one model per task call it once per task); unknown option names raise TypeError."""
-        raise NotImplementedError
+        ...
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
