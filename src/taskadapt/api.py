@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from taskadapt.config import Config
 from taskadapt.data.datasets import class_names_of
+from taskadapt.data.datasets.files import UnreadableFile, load_rgb, to_rgb8
 from taskadapt.data.sample import INTEGER_LABELS
 from taskadapt.errors import DatasetError, TaskadaptError
 from taskadapt.evaluation.loaders import resize_to_input
@@ -164,18 +165,15 @@ class Predictor:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as (H, W, 3) uint8; a missing or undecodable file is a DatasetError naming it."""
-    from PIL import Image
-
+    """An image file as (H, W, 3) uint8 (16-bit files scaled to 8 bits); a missing or undecodable file is a
+    DatasetError naming it."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"image '{path}' does not exist or is not a file; pass the path of an image file")
     try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))  # a writable copy, unlike np.asarray
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DatasetError(f"image '{path}' cannot be read ({reason}); pass a PNG/JPEG/... picture that "
+        return load_rgb(path)
+    except UnreadableFile as err:
+        raise DatasetError(f"image '{path}' cannot be read ({err.reason}); pass a PNG/JPEG/... picture that "
                            "Pillow can open") from None
 
 
@@ -219,7 +217,7 @@ def to_batch(image: ImageInput) -> tuple[torch.Tensor, bool]:
     except ImportError:  # pragma: no cover - pillow is a dependency
         Image = None
     if Image is not None and isinstance(image, Image.Image):
-        return _array_to_chw(np.asarray(image.convert("RGB"))).unsqueeze(0), False
+        return _array_to_chw(to_rgb8(image)).unsqueeze(0), False
     raise TypeError(f"cannot predict on a {type(image).__name__}; pass a path, a PIL image, an (H, W, 3) array "
                     "or a (3, H, W) / (B, 3, H, W) tensor")
 

@@ -13,7 +13,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from taskadapt.errors import TaskadaptError
 from taskadapt.version import __version__
@@ -43,7 +45,7 @@ def _is_main_process() -> bool:
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"taskadapt {__version__}")
+        console.print(f"taskadapt {_e(__version__)}")
         raise typer.Exit()
 
 
@@ -78,7 +80,7 @@ def make_scenes(
         out, domain=domain, counts={"train": train, "val": val, "test": test}, size=size, seed=seed,
         overwrite=overwrite, progress=True,
     )
-    console.print(f"[green]wrote[/green] {root}  (contact sheet: {root / 'contact_sheet.png'})")
+    console.print(f"[green]wrote[/green] {_e(root)}  (contact sheet: {_e(root / 'contact_sheet.png')})")
 
 
 @data_app.command("check")
@@ -102,7 +104,7 @@ def check(
     if not report.ok:
         console.print(report.problems_table())
         raise typer.Exit(1)
-    console.print(f"[green]ok[/green]: {root} is a valid '{format}' dataset")
+    console.print(f"[green]ok[/green]: {_e(root)} is a valid '{_e(format)}' dataset")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,8 +140,8 @@ def train_cmd(
     cfg = load_config(config, overrides)
     result = train(cfg, resume=resume, progress=True)
     if _is_main_process():
-        console.print(f"[green]done[/green]: {result.step} steps in {result.seconds:.0f} s; best checkpoint "
-                      f"{result.best}, last {result.last}")
+        console.print(f"[green]done[/green]: {_e(result.step)} steps in {result.seconds:.0f} s; best checkpoint "
+                      f"{_e(result.best)}, last {_e(result.last)}")
 
 
 @app.command("eval")
@@ -164,18 +166,22 @@ def eval_cmd(
     With several checkpoints or several --data folders: one table of every model on every domain,
     with the relative drop from the first (in-domain) dataset; writes domains.json and domains.md.
     """
+    from taskadapt.settings.domains import parse_domain
+
     data = list(data or [])
     if len(checkpoints) == 1 and len(data) <= 1:
         from taskadapt.evaluation import evaluate_checkpoint, metrics_table
 
-        results = evaluate_checkpoint(checkpoints[0], data=data[0] if data else None, format=format, split=split,
+        domain = parse_domain(data[0], format) if data else None  # FOLDER, NAME=FOLDER or NAME=FORMAT:FOLDER
+        results = evaluate_checkpoint(checkpoints[0], data=domain.root if domain else None,
+                                      format=domain.format if domain else format, split=split,
                                       baseline=baseline, out=out)
         if _is_main_process():
             console.print(metrics_table(results))
-            console.print(f"wrote {results['files']['metrics']} and {results['files']['report']}")
+            console.print(f"wrote {_e(results['files']['metrics'])} and {_e(results['files']['report'])}")
         return
     from taskadapt.errors import ConfigError
-    from taskadapt.settings.domains import domains_table, evaluate_domains, parse_domain
+    from taskadapt.settings.domains import domains_table, evaluate_domains
 
     if baseline is not None:
         raise ConfigError("--baseline (Delta_m) works with one checkpoint on one dataset; drop it here")
@@ -185,7 +191,7 @@ def eval_cmd(
                               out=out or "runs/domains")
     if _is_main_process():
         console.print(domains_table(result))
-        console.print(f"wrote {Path(out or 'runs/domains') / 'domains.md'}")
+        console.print(f"wrote {_e(Path(out or 'runs/domains') / 'domains.md')}")
 
 
 @app.command("eval-real")
@@ -230,8 +236,8 @@ def eval_real_cmd(
     for table in real_tables(doc):
         console.print(table)
     for s in doc["skipped"]:
-        console.print(f"[yellow]skipped[/yellow] {s['root']}: {s['reason']}")
-    console.print(f"wrote {doc['files']['metrics']} and {doc['files']['report']}")
+        console.print(f"[yellow]skipped[/yellow] {_e(s['root'])}: {_e(s['reason'])}")
+    console.print(f"wrote {_e(doc['files']['metrics'])} and {_e(doc['files']['report'])}")
 
 
 @app.command("predict")
@@ -244,7 +250,7 @@ def predict_cmd(
     from taskadapt.evaluation.predictions import predict_images
 
     paths = predict_images(checkpoint, images, out)
-    console.print(f"wrote {len(paths)} files to {out}")
+    console.print(f"wrote {_e(len(paths))} files to {_e(out)}")
 
 
 @app.command("affinity")
@@ -257,7 +263,7 @@ def affinity_cmd(
 
     table, png = affinity_report(checkpoint, out=out)
     console.print(table)
-    console.print(f"heat map: {png}")
+    console.print(f"heat map: {_e(png)}")
 
 
 @app.command("demo")
@@ -317,8 +323,8 @@ def compare_cmd(
         for table in seeds_tables(result):
             console.print(table)
     if json_out is not None:
-        console.print(f"wrote {write_json(json_out, result.to_dict())}")
-    console.print(f"wrote {result.out / 'compare.md'}")
+        console.print(f"wrote {_e(write_json(json_out, result.to_dict()))}")
+    console.print(f"wrote {_e(result.out / 'compare.md')}")
 
 
 @app.command("zeroshot")
@@ -334,7 +340,7 @@ def zeroshot_cmd(
     config, overrides = _split_config_arg(config, overrides)
     result = run_zeroshot(load_config(config, overrides), out=out)
     console.print(zeroshot_table(result))
-    console.print(f"wrote {Path(result.out_dir) / 'zeroshot.md'}")
+    console.print(f"wrote {_e(Path(result.out_dir) / 'zeroshot.md')}")
 
 
 @app.command("adapt")
@@ -350,7 +356,7 @@ def adapt_cmd(
     config, overrides = _split_config_arg(config, overrides)
     result = run_adapt(load_config(config, overrides), out=out)
     console.print(adapt_table(result))
-    console.print(f"wrote {Path(result.out_dir) / 'adapt.md'}")
+    console.print(f"wrote {_e(Path(result.out_dir) / 'adapt.md')}")
 
 
 @app.command("pretrain")
@@ -377,7 +383,7 @@ def pretrain_cmd(
     path = pretrain(out, minutes=minutes, steps=steps, seed=seed, batch_size=batch_size, lr=lr,
                     visible_weight=visible_weight, init_from=init_from,
                     figure=str(figure) if figure else None, command=command)
-    console.print(f"[green]wrote[/green] {path}")
+    console.print(f"[green]wrote[/green] {_e(path)}")
 
 
 @app.command("params")
@@ -442,6 +448,16 @@ def info() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def _e(value: object) -> str:
+    """A value shown in a rich message as it is (a path with ``[x]`` in it is not markup)."""
+    return escape(str(value))
+
+
+def _error(message: str) -> None:
+    """``error: <message>`` on stderr, the message taken literally (no markup, no highlighting)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and return its exit code.
 
@@ -454,12 +470,11 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except TaskadaptError as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+        _error(str(err))
         return err.exit_code
     except OSError as err:  # the filesystem refused (not a folder, permission, disk full): name the path
         where = f" '{err.filename}'" if err.filename else ""
-        err_console.print(f"[bold red]error:[/bold red] cannot access{where}: {err.strerror or err}; "
-                          "check the path and its permissions", highlight=False, soft_wrap=True)
+        _error(f"cannot access{where}: {err.strerror or err}; check the path and its permissions")
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")

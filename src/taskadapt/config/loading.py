@@ -54,6 +54,14 @@ def _field_type(dotted: str) -> Any:
     cls: Any = Config
     parts = dotted.split(".")
     for i, part in enumerate(parts):
+        if get_origin(cls) is dict:  # a key inside a mapping field (model.loss_weights.semseg): its value type
+            if i != len(parts) - 1:
+                raise ConfigError(f"config key '{dotted}' goes below an entry of the mapping "
+                                  f"'{'.'.join(parts[:i])}'; set the entry itself, e.g. {'.'.join(parts[:i + 1])}=...")
+            return get_args(cls)[1]
+        if not dataclasses.is_dataclass(cls):
+            raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i])}' is a value, not a section; "
+                              f"set it as {'.'.join(parts[:i])}=...")
         fields = _fields(cls)
         if part not in fields:
             _check_keys({part: None}, cls, "".join(p + "." for p in parts[:i]))

@@ -8,6 +8,9 @@ layouts, the schedules, ...), so a new choice needs no edit here.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from taskadapt.config.schema import Config, DataConfig
 from taskadapt.data.datasets import get_dataset_class, list_formats
 from taskadapt.errors import ConfigError
@@ -29,6 +32,8 @@ def _one_of(key: str, value: str, choices: list[str], kind: str) -> None:
 
 
 def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"config key '{key}' must be {bound}, got {value}")
@@ -71,8 +76,24 @@ def _validate_data(p: str, d: DataConfig) -> None:
         )
 
 
+def _all_finite(node: object, key: str) -> None:
+    """No NaN or infinity anywhere (a NaN passes every ``<`` check and fails later, inside torch)."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            _all_finite(getattr(node, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            _all_finite(v, f"{key}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _all_finite(v, f"{key}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {node}")
+
+
 def validate(cfg: Config) -> None:
     """Check names against the registries and numbers against their ranges."""
+    _all_finite(cfg, "")
     d = cfg.data
     _validate_data("data", d)
     t = cfg.train

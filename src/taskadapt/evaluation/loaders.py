@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from taskadapt.data.collate import collate
 from taskadapt.data.datasets import MultiTaskDataset, dataset_root, get_dataset_class, open_section
+from taskadapt.data.sample import IGNORE_INDEX, INTEGER_LABELS, LABEL_CHANNELS
 from taskadapt.errors import DatasetError
 
 
@@ -37,6 +38,42 @@ class ResizeImage:
         out = dict(sample)
         out["image"] = resize_to_input(sample["image"].unsqueeze(0), self.size)[0].clamp(0, 1)
         return out
+
+
+class CheckedLabels(Dataset):
+    """Checks every sample's labels as training does before they are scored: the shape the conventions
+    give for the image's size ((H, W) class maps, (C, H, W) float maps) and class ids in [0, K) or 255.
+    A bad label is one DatasetError naming the file (a wrong shape would otherwise be scored silently)."""
+
+    def __init__(self, base: MultiTaskDataset, num_classes: dict[str, int]):
+        self.base, self.num_classes = base, num_classes
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        sample = self.base[i]
+        h, w = sample["image"].shape[-2:]
+        for task in self.base.tasks:
+            label = sample.get(task)
+            if label is None:
+                continue
+            want = (h, w) if task in INTEGER_LABELS else (LABEL_CHANNELS[task], h, w)
+            problem = None
+            if tuple(label.shape) != want:
+                problem = f"{task} label has shape {tuple(label.shape)}, expected {want} (the image is {h}x{w})"
+            elif task in INTEGER_LABELS and task in self.num_classes:
+                k = self.num_classes[task]
+                bad = label[(label != IGNORE_INDEX) & ((label < 0) | (label >= k))]
+                if bad.numel():
+                    problem = (f"{task} label has class id {int(bad[0])}, outside [0, {k}) and not {IGNORE_INDEX} "
+                               "(ignore)")
+            if problem:
+                sid = sample.get("meta", {}).get("id", str(i))
+                where = self.base.files(sid).get(task, [sid])[0]
+                raise DatasetError(f"{where}: {problem}; fix the file or the reader's label mapping "
+                                   "(`taskadapt data check` lists every such file)")
+        return sample
 
 
 class _Resized(Dataset):

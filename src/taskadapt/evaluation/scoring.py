@@ -16,7 +16,7 @@ from typing import Any
 from taskadapt.data.datasets import dataset_root, edge_tolerance
 from taskadapt.distributed import cleanup, init_from_env, is_main_process
 from taskadapt.errors import DatasetError
-from taskadapt.evaluation.loaders import eval_loader, open_split
+from taskadapt.evaluation.loaders import CheckedLabels, eval_loader, open_split
 from taskadapt.evaluation.loop import OnDevice, evaluate
 from taskadapt.evaluation.report import report_markdown
 from taskadapt.io import write_json, write_text
@@ -70,7 +70,8 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
     info = init_from_env()
     try:
         model = OnDevice(run.build_model(info.device), info.device)
-        loader = eval_loader(dataset, run.input_size, batch_size or run.config.data.batch_size,
+        loader = eval_loader(CheckedLabels(dataset, run.num_classes), run.input_size,
+                             batch_size or run.config.data.batch_size,
                              rank=info.rank, world=info.world)
         results = evaluate(model, loader, tasks, run.num_classes, edge_exact=exact_edges, edge_tolerance=tolerance,
                            progress=progress and info.is_main, description=description or f"evaluating {split}")

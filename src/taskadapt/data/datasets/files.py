@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from taskadapt.data.datasets.png16 import decode_png, needs_png16
+from taskadapt.data.datasets.png16 import SIGNATURE, decode_png, needs_png16
 
 
 class UnreadableFile(Exception):
@@ -40,12 +40,36 @@ def _reason(err: BaseException) -> str:
     return f"cannot decode file ({text})"
 
 
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """A Pillow image as (H, W, 3) ``uint8``. Grey, palette and alpha images are converted; 16-bit grey
+    (modes ``I;16*``, and ``I`` holding values above 255) is scaled by 255/65535 -- Pillow's own
+    ``convert("RGB")`` clips it, turning almost every pixel white."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img, dtype=np.int64)
+        if img.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = np.rint(values.clip(0, 65535) * (255.0 / 65535.0))
+        return np.repeat(values.clip(0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    return np.array(img.convert("RGB"))  # a writable copy, unlike np.asarray
+
+
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == SIGNATURE
+
+
 def load_rgb(path: Path) -> np.ndarray:
-    """An 8-bit colour image as (H, W, 3) ``uint8`` (grey/palette/alpha images are converted)."""
+    """An image as (H, W, 3) ``uint8``: 8-bit images as they are (grey/palette/alpha converted), 16-bit
+    ones (grey or colour) scaled to 8 bits."""
     _require(path)
     try:
+        if _is_png(path) and needs_png16(path):  # Pillow cannot open 16-bit colour PNGs faithfully
+            arr = decode_png(path).astype(np.float64)
+            arr = arr[..., :3] if arr.shape[-1] >= 3 else np.repeat(arr[..., :1], 3, axis=-1)
+            return np.rint(arr * (255.0 / 65535.0)).astype(np.uint8)
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return to_rgb8(img)
+    except UnreadableFile:
+        raise
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
         raise UnreadableFile(path, _reason(err)) from None
 
