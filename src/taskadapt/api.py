@@ -40,6 +40,7 @@ from taskadapt.config import Config
 from taskadapt.data.datasets import class_names_of
 from taskadapt.data.datasets.files import UnreadableFile, load_rgb, to_rgb8
 from taskadapt.data.sample import INTEGER_LABELS
+from taskadapt.distributed import resolve_device
 from taskadapt.errors import DatasetError, TaskadaptError
 from taskadapt.evaluation.loaders import resize_to_input
 from taskadapt.run import Run
@@ -53,13 +54,13 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> P
 
     The model is rebuilt from the configuration stored in the checkpoint (``model.pretrained`` is
     ignored: the weights come from the checkpoint) and its weights are loaded with strict key and
-    shape checking. ``device`` defaults to CUDA when available, else CPU. A missing, corrupt or
-    foreign file raises :class:`~taskadapt.errors.CheckpointError`.
+    shape checking. ``device``: ``auto`` (default: CUDA when available, else CPU), ``cpu``, ``cuda`` or
+    ``cuda:N``; asking for CUDA on a machine without it is a ConfigError. A missing, corrupt or foreign file
+    raises :class:`~taskadapt.errors.CheckpointError`.
     """
+    target = resolve_device(device)  # before the work: a wrong device fails fast
     run = Run.open(path)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return Predictor(run.build_model(device), run)
+    return Predictor(run.build_model(target), run)
 
 
 class Predictor:

@@ -160,6 +160,10 @@ def eval_cmd(
         str | None, typer.Option(help="Single-task baseline JSON: adds Delta_m to the report.")
     ] = None,
     out: Annotated[str | None, typer.Option(help="Folder for metrics.json and report.md (domains.md).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's train.device, auto = CUDA "
+                                      "when available).")
+    ] = None,
 ) -> None:
     """Per-task metrics table; writes metrics.json and report.md (Delta_m with --baseline).
 
@@ -175,7 +179,7 @@ def eval_cmd(
         domain = parse_domain(data[0], format) if data else None  # FOLDER, NAME=FOLDER or NAME=FORMAT:FOLDER
         results = evaluate_checkpoint(checkpoints[0], data=domain.root if domain else None,
                                       format=domain.format if domain else format, split=split,
-                                      baseline=baseline, out=out)
+                                      baseline=baseline, out=out, device=device)
         if _is_main_process():
             console.print(metrics_table(results))
             console.print(f"wrote {_e(results['files']['metrics'])} and {_e(results['files']['report'])}")
@@ -188,7 +192,7 @@ def eval_cmd(
     if not data:
         raise ConfigError("several checkpoints: name the datasets to score them on with --data (repeatable)")
     result = evaluate_domains(checkpoints, [parse_domain(d, format) for d in data], split=split,
-                              out=out or "runs/domains")
+                              out=out or "runs/domains", device=device)
     if _is_main_process():
         console.print(domains_table(result))
         console.print(f"wrote {_e(Path(out or 'runs/domains') / 'domains.md')}")
@@ -245,11 +249,12 @@ def predict_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],
     images: Annotated[list[str], typer.Argument(help="RGB images of any size.")],
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/predictions",
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """A PNG per task per image, and a side-by-side sheet per image."""
     from taskadapt.evaluation.predictions import predict_images
 
-    paths = predict_images(checkpoint, images, out)
+    paths = predict_images(checkpoint, images, out, device=device)
     console.print(f"wrote {_e(len(paths))} files to {_e(out)}")
 
 

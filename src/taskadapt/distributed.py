@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from taskadapt.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,37 @@ class DistInfo:
         return self.world > 1
 
 
-def init_from_env() -> DistInfo:
-    """Join the process group that ``torchrun`` describes in the environment (or run alone)."""
+#: what ``train.device`` / ``--device`` take: auto (CUDA when available), cpu, cuda, cuda:N
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` (or None): this process's GPU when CUDA is available, else the CPU; ``cpu``; ``cuda``
+    (this process's GPU under torchrun) or ``cuda:N``. Asking for CUDA where there is none is a ConfigError."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    name = "auto" if name is None else str(name)
+    if not DEVICE_PATTERN.match(name):
+        raise ConfigError(f"device '{name}' is unknown; use auto, cpu, cuda or cuda:N")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' was asked for but this machine has no CUDA GPU (or this torch has no "
+                          "CUDA support); use device cpu or auto")
+    index = int(name.split(":")[1]) if ":" in name else local_rank
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                          f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    return torch.device(f"cuda:{index}")
+
+
+def init_from_env(device: str = "auto") -> DistInfo:
+    """Join the process group that ``torchrun`` describes in the environment (or run alone), on ``device``
+    (see :func:`resolve_device`)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    device = resolve_device(device, local_rank)
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(device)
     owns = world > 1 and not dist.is_initialized()

@@ -188,6 +188,8 @@ class TrainConfig:
     val_max_images: int = 0
     #: start from the weights of this checkpoint (e.g. a source-domain model); null = fresh adapters
     init_from: str | None = None
+    #: auto (this process's CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N
+    device: str = "auto"
 
 
 @dataclass

@@ -13,6 +13,7 @@ import math
 
 from taskadapt.config.schema import Config, DataConfig
 from taskadapt.data.datasets import get_dataset_class, list_formats
+from taskadapt.distributed import DEVICE_PATTERN
 from taskadapt.errors import ConfigError
 from taskadapt.models.backbones import list_backbones
 from taskadapt.models.decoder import DECODER_CONVS, DECODER_LAYOUTS, DECODER_RESAMPLING
@@ -106,6 +107,8 @@ def validate(cfg: Config) -> None:
         _positive(f"train.{key}", getattr(t, key), allow_zero=True)
     for key in ("eval_every", "checkpoint_every", "log_every"):
         _positive(f"train.{key}", getattr(t, key))
+    if not DEVICE_PATTERN.match(t.device):
+        raise ConfigError(f"config key 'train.device': '{t.device}' is not a device; use auto, cpu, cuda or cuda:N")
     if not 0 < t.val_fraction < 1:
         raise ConfigError(f"config key 'train.val_fraction' must be in (0, 1), got {t.val_fraction}")
     m = cfg.model

@@ -32,7 +32,8 @@ def _write_png(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def predict_images(checkpoint: str | os.PathLike, images: list[str], out: str) -> list[Path]:
+def predict_images(checkpoint: str | os.PathLike, images: list[str], out: str, device: str | None = None
+                   ) -> list[Path]:
     """Predict every task on each picture; write ``<stem>_<task>.png`` (coloured as the task's
     ``visualize``) and ``<stem>_sheet.png`` (input + every task side by side) into ``out``.
 
@@ -45,7 +46,7 @@ def predict_images(checkpoint: str | os.PathLike, images: list[str], out: str) -
     for image in images:  # fail before any work on a typo
         if not Path(image).is_file():
             raise DatasetError(f"image '{image}' does not exist or is not a file; pass the path of an image file")
-    predictor: Predictor = load(checkpoint)
+    predictor: Predictor = load(checkpoint, device=device)
     out_dir = Path(out)
     written: list[Path] = []
     seen: dict[str, int] = {}

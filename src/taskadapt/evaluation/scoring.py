@@ -44,9 +44,10 @@ def eval_section(run: Run, data: str | os.PathLike | None = None, format: str | 
 
 def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks: list[str] | None = None, *,
                  exact_edges: bool = True, batch_size: int | None = None, progress: bool = True,
-                 description: str | None = None) -> dict[str, Any]:
+                 description: str | None = None, device: str | None = None) -> dict[str, Any]:
     """Every metric of ``tasks`` (default: all the run predicts) on ``split`` (default: the section's test
-    split) of ``section`` (default: the run's own dataset).
+    split) of ``section`` (default: the run's own dataset), on ``device`` (default: the run's
+    ``train.device``; ``auto`` = CUDA when available).
 
     Under torchrun every rank scores its share of the images (each exactly once) and the metrics are
     summed. Returns ``{"metrics": {task: {name: value}}, "images", "tasks", "split", "dataset":
@@ -67,7 +68,7 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
             raise DatasetError(f"'{root}' has {k} {task} classes but the checkpoint predicts {trained}; "
                                "evaluate on a dataset with the classes it was trained on")
     tolerance = edge_tolerance(section)
-    info = init_from_env()
+    info = init_from_env(device or run.config.train.device)
     try:
         model = OnDevice(run.build_model(info.device), info.device)
         loader = eval_loader(CheckedLabels(dataset, run.num_classes), run.input_size,
@@ -85,7 +86,8 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, format: str | None = None,
                         split: str | None = None, baseline: str | None = None, out: str | None = None,
                         progress: bool = True, tasks: list[str] | None = None,
-                        options: dict[str, Any] | None = None, section: Any = None) -> dict[str, Any]:
+                        options: dict[str, Any] | None = None, section: Any = None,
+                        device: str | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split and write ``metrics.json`` and ``report.md``.
 
     ``data``/``format`` default to the checkpoint's own dataset (or pass a config ``section``), ``split``
@@ -100,7 +102,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
     base = load_baseline(baseline) if baseline is not None else None  # a bad file fails before the work
     run = Run.open(checkpoint)
     section = section if section is not None else eval_section(run, data, format, options)
-    result = evaluate_run(run, section, split, tasks, progress=progress)
+    result = evaluate_run(run, section, split, tasks, progress=progress, device=device)
     primary = {t: {"metric": get_task(t).primary_metric, "higher_is_better": get_task(t).higher_is_better}
                for t in result["metrics"]}
     boundary = [t for t in result["tasks"] if get_task(t).matches_boundaries]

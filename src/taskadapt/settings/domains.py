@@ -89,7 +89,8 @@ def model_name(checkpoint: Path, used: set[str]) -> str:
 
 
 def evaluate_domains(checkpoints: list[str | os.PathLike], domains: list[Domain], split: str | None = None,
-                     out: str | os.PathLike = "runs/domains", progress: bool = True) -> DomainsResult:
+                     out: str | os.PathLike = "runs/domains", progress: bool = True,
+                     device: str | None = None) -> DomainsResult:
     """Score every checkpoint on every domain; write ``domains.json`` and ``domains.md`` to ``out``."""
     if not checkpoints or not domains:
         raise ConfigError("give at least one checkpoint and one --data folder")
@@ -106,7 +107,7 @@ def evaluate_domains(checkpoints: list[str | os.PathLike], domains: list[Domain]
         own_format = Run.open(ckpt).config.data.format
         for d in domains:
             doc = evaluate_checkpoint(ckpt, data=d.root, format=d.format, split=split or default_split(own_format, d),
-                                      out=str(out / _safe(label) / _safe(d.name)), progress=progress)
+                                      out=str(out / _safe(label) / _safe(d.name)), progress=progress, device=device)
             metrics[label][d.name] = doc["metrics"]
         reference = metrics[label][domains[0].name]
         for d in domains[1:]:

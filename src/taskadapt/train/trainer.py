@@ -177,7 +177,7 @@ def _meta(cfg: Config, model: torch.nn.Module, step: int, classes: tuple[dict, d
 
 def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Train ``cfg``; ``resume`` is a checkpoint (``.../last.safetensors``) or ``True``-ish ``"last"``."""
-    info = init_from_env()
+    info = init_from_env(cfg.train.device)
     try:
         return _train(cfg, info, resume, progress)
     finally:
