@@ -129,16 +129,23 @@ def train_cmd(
     config: Annotated[Path | None, typer.Argument(help="YAML config file, e.g. configs/scenes.yaml.")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides.")] = None,
     resume: Annotated[
-        str | None, typer.Option(help="Continue a run: a checkpoint path, or 'last' for <out_dir>/checkpoints/last.")
+        str | None, typer.Option(help="Continue a run: a checkpoint path, or 'last' for <out_dir>/checkpoints/last. "
+                                      "The run's own config is used unless a config file is given; overrides that "
+                                      "change it are listed.")
     ] = None,
 ) -> None:
     """Train a model (single process, or one per device under torchrun)."""
     from taskadapt.config import load_config
-    from taskadapt.train.trainer import train
+    from taskadapt.train.trainer import resume_config, train
 
     config, overrides = _split_config_arg(config, overrides)
-    cfg = load_config(config, overrides)
-    result = train(cfg, resume=resume, progress=True)
+    if resume is None:
+        cfg, checkpoint = load_config(config, overrides), None
+    else:
+        cfg, checkpoint, changed = resume_config(resume, config, overrides)
+        if changed and _is_main_process():
+            console.print("[yellow]resuming with changed settings[/yellow]: " + _e("; ".join(changed)))
+    result = train(cfg, resume=checkpoint, progress=True)
     if _is_main_process():
         console.print(f"[green]done[/green]: {_e(result.step)} steps in {result.seconds:.0f} s; best checkpoint "
                       f"{_e(result.best)}, last {_e(result.last)}")

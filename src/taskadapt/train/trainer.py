@@ -30,7 +30,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from taskadapt import checkpoint as ckpt
-from taskadapt.config import Config, to_dict, to_yaml, validate
+from taskadapt.config import (
+    Config,
+    build_config,
+    load_config,
+    parse_overrides,
+    read_yaml,
+    to_dict,
+    to_yaml,
+    validate,
+)
 from taskadapt.data.datasets import edge_tolerance
 from taskadapt.distributed import DistInfo, barrier, cleanup, init_from_env, unwrap
 from taskadapt.errors import ConfigError, TaskadaptError
@@ -175,6 +184,49 @@ def _meta(cfg: Config, model: torch.nn.Module, step: int, classes: tuple[dict, d
             "metrics": metrics or {}}
 
 
+#: keys a resumed run must keep: they fix the model's shapes, the data it reads and the order of its batches
+RESUME_FIXED = ("model", "data.format", "data.root", "data.tasks", "data.batch_size", "data.crop_size",
+                "data.train_split", "data.val_split", "data.scenes", "seed", "out_dir")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def resume_config(checkpoint: str | Path, config_file: str | Path | None = None,
+                  overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config, Path, list[str]]:
+    """The configuration to continue ``checkpoint`` with: the run's own (stored in the checkpoint), or
+    ``config_file`` when one is given, then ``overrides``. ``checkpoint`` may be ``last``: the run's
+    ``<out_dir>/checkpoints/last.safetensors`` (``out_dir`` from the file and overrides).
+
+    Returns (config, checkpoint path, the keys whose values differ from the run's, as ``key: old -> new``).
+    A change of a key in :data:`RESUME_FIXED` (the model, the data, the batch order, the folder) or
+    ``train.steps`` below the steps already done is a ConfigError naming the keys.
+    """
+    if str(checkpoint) == "last":
+        checkpoint = Path(load_config(config_file, overrides).out_dir) / "checkpoints" / "last.safetensors"
+    checkpoint = Path(checkpoint)
+    run = Run.open(checkpoint)
+    stored = run.meta.get("config")
+    if not isinstance(stored, dict):
+        raise ConfigError(f"cannot resume '{checkpoint}': its header stores no configuration; start a new run")
+    cfg = build_config(read_yaml(config_file) if config_file is not None else stored, parse_overrides(list(overrides)))
+    before, after = _flatten(to_dict(build_config(stored))), _flatten(to_dict(cfg))
+    changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+    fixed = [k for k in changed if any(k == f or k.startswith(f + ".") for f in RESUME_FIXED)]
+    if fixed:
+        shown = "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in fixed[:4])
+        raise ConfigError(f"cannot resume '{checkpoint}' with other values of {', '.join(fixed)} ({shown}): they "
+                          "fix the model, the data or the order of the batches. Resume with the run's own values "
+                          "(leave them out) or start a new run in another out_dir")
+    if cfg.train.steps < run.step:
+        raise ConfigError(f"cannot resume '{checkpoint}' with train.steps={cfg.train.steps}: it has already done "
+                          f"{run.step} steps; set train.steps to at least {run.step}")
+    return cfg, checkpoint, [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed]
+
+
 def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Train ``cfg``; ``resume`` is a checkpoint (``.../last.safetensors``) or ``True``-ish ``"last"``."""
     info = init_from_env(cfg.train.device)
@@ -225,9 +277,12 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
     start, best_loss = 0, math.inf
     if resume is not None:
         previous = Run.open(resume)
-        if previous.tasks != cfg.model_tasks() or previous.method != cfg.model.method:
-            raise ConfigError(f"cannot resume '{resume}': it was trained with method {previous.method} on "
-                              f"tasks {previous.tasks}, this config has {cfg.model.method} on {cfg.model_tasks()}")
+        if (previous.tasks, previous.method, previous.backbone) != (cfg.model_tasks(), cfg.model.method,
+                                                                     cfg.model.backbone):
+            raise ConfigError(f"cannot resume '{resume}': it was trained with method {previous.method}, backbone "
+                              f"{previous.backbone} on tasks {previous.tasks}; this config has {cfg.model.method}, "
+                              f"{cfg.model.backbone} on {cfg.model_tasks()}. Resume with the run's own config "
+                              "(`taskadapt train --resume CKPT` without a config file)")
         previous.load_weights(model)
         state = ckpt.load_train_state(resume)
         optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,177 @@
+"""Bad input as a user types it: each case exits 2 with one message naming the problem and the fix, no
+traceback, nothing overwritten (issue 15). Every test here failed on the code before that issue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from taskadapt.cli import main
+from taskadapt.config import load_config
+from taskadapt.errors import ConfigError
+
+TINY = ["data.scenes.train=12", "data.scenes.val=0", "data.scenes.test=3", "data.scenes.size=32", "data.crop_size=32",
+        "data.batch_size=4", "model.backbone_kwargs={patch_size: 8, embed_dim: 32, depth: 4, num_heads: 2}",
+        "model.decoder_channels=16", "model.task_embed_dim=8", "train.steps=4", "train.warmup_steps=1",
+        "train.eval_every=4", "train.checkpoint_every=2", "train.log_every=1"]
+
+
+def _run(args: list[str], capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(args)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished 4-step run (its scenes in its own folder) and its config overrides."""
+    base = tmp_path_factory.mktemp("bad")
+    overrides = [*TINY, f"data.root={base / 'scenes'}", f"out_dir={base / 'run'}"]
+    assert main(["train", *overrides]) == 0
+    return base, overrides
+
+
+# -- 1. overrides ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("override", "key", "value"), [
+    ("model.loss_weights.semseg=2", ("model", "loss_weights"), {"semseg": 2.0}),
+    ("model.backbone_kwargs.depth=6", ("model", "backbone_kwargs"), {"depth": 6}),
+    ("adapt.adv_weights.semseg=0.5", ("adapt", "adv_weights"), {"semseg": 0.5}),
+    ("data.options.num_classes=16", ("data", "options"), {"num_classes": 16}),
+])
+def test_dotted_overrides_reach_dict_entries(override, key, value):
+    extra = ["data.format=cityscapes", "data.root=/x", "data.tasks=[semseg,depth]"] if "options" in override else []
+    cfg = load_config(None, [*extra, override])
+    assert getattr(getattr(cfg, key[0]), key[1]) == value
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.lr=nan", "config key 'train.lr' must be a finite number"),
+    ("model.loss_weights.semseg=inf", "config key 'model.loss_weights.semseg' must be a finite number"),
+    ("train.lr.x=1", "'train.lr' is a value, not a section"),
+    ("model.loss_weights.semseg.x=1", "goes below an entry of the mapping 'model.loss_weights'"),
+    ("train.device=gpu", "config key 'train.device'"),
+])
+def test_bad_numbers_and_keys_are_one_line(override, message, capsys):
+    code, err = _run(["config", "show", override], capsys)
+    assert code == 2 and message in err
+
+
+# -- 2. messages are literal ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["a[/x]b", "[bold]c", "d[semseg,depth]"])
+def test_paths_with_brackets_are_printed_as_they_are(name, tmp_path, capsys):
+    missing = tmp_path / name / "best.safetensors"
+    code, err = _run(["eval", str(missing)], capsys)
+    assert code == 2 and str(missing) in " ".join(err.split())
+
+
+def test_hints_keep_their_bracketed_examples(capsys):
+    code, err = _run(["config", "show", "data.tasks=[]"], capsys)
+    assert code == 2 and "data.tasks=[semseg,depth]" in err
+
+
+# -- 3. resume ----------------------------------------------------------------------------------------------
+
+def test_resume_takes_the_runs_own_config(tiny_run, tmp_path, capsys):
+    base, overrides = tiny_run
+    last = base / "run" / "checkpoints" / "last.safetensors"
+    # a longer schedule: the run's config plus the one changed key, named in the output
+    code = main(["train", "--resume", str(last), "train.steps=6"])
+    out = capsys.readouterr().out
+    assert code == 0 and "train.steps: 4 -> 6" in " ".join(out.split())
+    from taskadapt.run import Run
+
+    resumed = Run.open(last)
+    assert resumed.step == 6
+    # the run's own data and model, not the defaults (which would render 2,700 scenes of 128 px elsewhere)
+    assert resumed.config.data.root == str(base / "scenes") and resumed.config.data.scenes.size == 32
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("data.batch_size=2", "data.batch_size"),
+    ("model.backbone_kwargs={patch_size: 8, embed_dim: 48, depth: 4, num_heads: 2}", "model.backbone_kwargs"),
+    ("train.steps=1", "already done"),
+])
+def test_resume_refuses_what_would_break_it(tiny_run, override, message, capsys):
+    base, _ = tiny_run
+    last = base / "run" / "checkpoints" / "last.safetensors"
+    before = last.read_bytes()
+    code, err = _run(["train", "--resume", str(last), override], capsys)
+    assert code == 2 and message in err
+    assert last.read_bytes() == before
+
+
+def test_resume_with_another_backbone_in_the_config_is_one_error(tiny_run, capsys):
+    from taskadapt.train.trainer import train
+
+    base, overrides = tiny_run
+    last = base / "run" / "checkpoints" / "last.safetensors"
+    cfg = load_config(None, [*overrides, "model.method=lora"])
+    with pytest.raises(ConfigError, match="cannot resume .* method adapters"):
+        train(cfg, resume=last, progress=False)
+
+
+# -- 4. eval checks the labels and reads NAME=FOLDER once --------------------------------------------------
+
+def test_eval_names_the_file_of_an_out_of_range_class(tiny_run, tmp_path, capsys):
+    import shutil
+
+    base, _ = tiny_run
+    scenes = tmp_path / "scenes"
+    shutil.copytree(base / "scenes", scenes)
+    seg = scenes / "segmentation" / "test_000001.png"
+    Image.fromarray(np.full((32, 32), 200, dtype=np.uint8)).save(seg)  # class 199 of 9
+    code, err = _run(["eval", str(base / "run" / "checkpoints" / "last.safetensors"), "--data", str(scenes)], capsys)
+    assert code == 2 and "test_000001.png" in err and "class id 199" in err
+
+
+def test_eval_refuses_a_label_of_the_wrong_shape(tiny_run, tmp_path, capsys):
+    import shutil
+
+    base, _ = tiny_run
+    scenes = tmp_path / "scenes"
+    shutil.copytree(base / "scenes", scenes)
+    np.save(scenes / "depth" / "test_000000.npy", np.ones((16, 32), dtype=np.float32))
+    code, err = _run(["eval", str(base / "run" / "checkpoints" / "last.safetensors"), "--data", str(scenes)], capsys)
+    assert code == 2 and "test_000000.npy" in err and "shape" in err
+
+
+def test_eval_data_name_equals_folder_given_once(tiny_run, tmp_path, capsys):
+    base, _ = tiny_run
+    code = main(["eval", str(base / "run" / "checkpoints" / "last.safetensors"), "--data",
+                 f"studio={base / 'scenes'}", "--out", str(tmp_path / "e")])
+    assert code == 0 and (tmp_path / "e" / "metrics.json").is_file()
+
+
+# -- 5. 16-bit pictures -------------------------------------------------------------------------------------
+
+def test_a_16_bit_grey_picture_is_scaled_not_clipped(tmp_path):
+    from taskadapt.api import read_image
+
+    values = (np.arange(48 * 64).reshape(48, 64) * 21).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    rgb = read_image(tmp_path / "g16.png")
+    assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[..., 0], np.rint(values * (255 / 65535)).astype(np.uint8))
+    assert (rgb == 255).mean() < 0.01  # Pillow's convert("RGB") made 99 % of it white
+
+
+# -- 9. devices ----------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_asking_for_cuda_without_one_is_one_error(tiny_run, capsys):
+    import taskadapt
+
+    base, _ = tiny_run
+    last = base / "run" / "checkpoints" / "last.safetensors"
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        taskadapt.load(last, device="cuda")
+    code, err = _run(["eval", str(last), "--device", "cuda"], capsys)
+    assert code == 2 and "no CUDA GPU" in err
+    code, err = _run(["eval", str(last), "--device", "tpu"], capsys)
+    assert code == 2 and "device 'tpu' is unknown" in err
