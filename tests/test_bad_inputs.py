@@ -175,3 +175,21 @@ def test_asking_for_cuda_without_one_is_one_error(tiny_run, capsys):
     assert code == 2 and "no CUDA GPU" in err
     code, err = _run(["eval", str(last), "--device", "tpu"], capsys)
     assert code == 2 and "device 'tpu' is unknown" in err
+
+
+# -- 5. sizes, seeds and files that must not be clobbered ------------------------------------------------------
+
+def test_make_scenes_refuses_a_huge_size_before_making_the_folder(tmp_path, capsys):
+    code, err = _run(["data", "make-scenes", "--out", str(tmp_path / "big"), "--size", "100000"], capsys)
+    assert code == 2 and "[16, 1024]" in err and not (tmp_path / "big").exists()
+    code, err = _run(["config", "show", "data.scenes.size=4096"], capsys)
+    assert code == 2 and "data.scenes.size" in err
+
+
+def test_pretrain_keeps_an_existing_file_and_the_evaluation_seed(tmp_path, capsys):
+    out = tmp_path / "w.safetensors"
+    out.write_bytes(b"precious")
+    code, err = _run(["pretrain", "--out", str(out), "--steps", "1"], capsys)
+    assert code == 2 and "--overwrite" in err and out.read_bytes() == b"precious"
+    code, err = _run(["pretrain", "--out", str(tmp_path / "new.safetensors"), "--steps", "1", "--seed", "0"], capsys)
+    assert code == 2 and "evaluation scenes' seed" in err and not (tmp_path / "new.safetensors").exists()

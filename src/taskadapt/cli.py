@@ -384,6 +384,7 @@ def pretrain_cmd(
     init_from: Annotated[Path | None, typer.Option(
         help="Continue from an encoder written by an earlier run (a second stage).")] = None,
     figure: Annotated[Path | None, typer.Option(help="Also write a PNG of masked inputs and reconstructions.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Pretrain the default backbone (MAE on procedural scenes of the `pretrain` domain, no task labels)."""
     from taskadapt.errors import ConfigError
@@ -394,7 +395,7 @@ def pretrain_cmd(
     command = " ".join(["taskadapt", "pretrain", *sys.argv[2:]]) if len(sys.argv) > 1 else "taskadapt pretrain"
     path = pretrain(out, minutes=minutes, steps=steps, seed=seed, batch_size=batch_size, lr=lr,
                     visible_weight=visible_weight, init_from=init_from,
-                    figure=str(figure) if figure else None, command=command)
+                    figure=str(figure) if figure else None, command=command, overwrite=overwrite)
     console.print(f"[green]wrote[/green] {_e(path)}")
 
 

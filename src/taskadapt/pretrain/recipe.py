@@ -29,6 +29,8 @@ from taskadapt.pretrain.mae import MaskedAutoencoder, patchify, unpatchify
 from taskadapt.train.schedule import warmup_cosine
 
 BACKBONE = "vit_tiny_patch8_64"
+#: the scene seed of every evaluation set (demo, configs): pretraining keeps away from its geometry
+EVALUATION_SEED = 0
 
 
 # -- saving -------------------------------------------------------------------------------------------
@@ -66,6 +68,7 @@ def pretrain(
     decoder_depth: int = 2,
     visible_weight: float = 0.0,
     init_from: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Pretrain ``vit_tiny_patch8_64`` with MAE and save its encoder to ``out``.
 
@@ -79,11 +82,18 @@ def pretrain(
     patches (0 = MAE's masked-only loss). ``init_from``: continue from an encoder written by an earlier
     run (a second stage; the MAE decoder starts afresh, the earlier provenance is embedded in the new
     one). Writes ``out`` (float16 safetensors) and ``out`` with
-    suffix ``.json`` (provenance) atomically and returns ``out``.
+    suffix ``.json`` (provenance) atomically and returns ``out``; an existing ``out`` is replaced only with
+    ``overwrite`` (the shipped weights are one such file). ``seed`` 0 is refused: it is the evaluation
+    scenes' seed, whose geometry pretraining must not see.
     """
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"pretrain writes safetensors; name the output file *.safetensors, not {out.name}")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"'{out}' already exists; choose another --out, or pass --overwrite to replace it")
+    if seed == EVALUATION_SEED:
+        raise ConfigError(f"seed {seed} is the evaluation scenes' seed (the demo and the configs test on its "
+                          "geometry); pretrain on another seed, e.g. --seed 1000")
     if minutes is None and steps is None:
         raise ConfigError("give a budget: minutes=... (wall clock) and/or steps=... (optimiser steps)")
     if (minutes is not None and minutes <= 0) or (steps is not None and steps < 1):

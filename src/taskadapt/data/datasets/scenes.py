@@ -25,6 +25,7 @@ from taskadapt.data.datasets.base import register_dataset
 from taskadapt.data.datasets.files import load_json
 from taskadapt.data.datasets.nyud import NYUDDataset
 from taskadapt.data.scenes import CLASS_NAMES, DOMAINS, write_scenes
+from taskadapt.data.scenes.render import MAX_SIZE, MIN_SIZE
 from taskadapt.errors import ConfigError
 from taskadapt.registry import unknown_name_message
 
@@ -58,8 +59,8 @@ class ScenesDataset(NYUDDataset):
         for split in ("train", "val", "test"):
             if getattr(s, split) < 0:
                 raise ConfigError(f"config key '{key}.{split}' must be >= 0, got {getattr(s, split)}")
-        if s.size < 16:
-            raise ConfigError(f"config key '{key}.size' must be >= 16 pixels, got {s.size}")
+        if not MIN_SIZE <= s.size <= MAX_SIZE:
+            raise ConfigError(f"config key '{key}.size' must be in [{MIN_SIZE}, {MAX_SIZE}] pixels, got {s.size}")
 
     @classmethod
     def describe(cls, section: Any) -> str:

@@ -33,6 +33,8 @@ from taskadapt.errors import ConfigError
 GENERATOR_VERSION = "1.0"
 SPLITS = ("train", "val", "test")
 MIN_SIZE = 16
+#: the largest side rendered: one 1024 px scene per chunk keeps the ray caster's tensors near 1 GB
+MAX_SIZE = 1024
 #: scenes per internal chunk: larger calls become memory-bound (measured), so they are split; big
 #: images get fewer scenes per chunk (peak memory is ~0.5 GB for 64 x 128 x 128 px)
 MAX_CHUNK = 64
@@ -49,9 +51,9 @@ def check_split(split: str) -> str:
 
 
 def check_size(size: int) -> int:
-    message = f"scene image size must be an integer >= {MIN_SIZE} (e.g. 128)"
+    message = f"scene image size must be an integer in [{MIN_SIZE}, {MAX_SIZE}] (e.g. 128)"
     value = as_index(size, message)
-    if value < MIN_SIZE:
+    if not MIN_SIZE <= value <= MAX_SIZE:
         raise ConfigError(f"{message}, got {size!r}")
     return value
 

@@ -30,7 +30,7 @@ BUNDLED_WEIGHTS: dict[str, str] = {"vit_tiny_patch8_64": "vit_tiny_patch8_64_sce
 #: added (docs/pretraining.md; the provenance JSON records the command spelling of the time)
 RECREATE_COMMAND = (
     "taskadapt pretrain --out stage1.safetensors --steps 3091 --seed 1000 && "
-    "taskadapt pretrain --out src/taskadapt/weights/vit_tiny_patch8_64_scenes.safetensors "
+    "taskadapt pretrain --overwrite --out src/taskadapt/weights/vit_tiny_patch8_64_scenes.safetensors "
     "--init-from stage1.safetensors --steps 3000 --seed 1001 --lr 1e-3 --visible-weight 1"
 )
 
