@@ -193,3 +193,36 @@ def test_pretrain_keeps_an_existing_file_and_the_evaluation_seed(tmp_path, capsy
     assert code == 2 and "--overwrite" in err and out.read_bytes() == b"precious"
     code, err = _run(["pretrain", "--out", str(tmp_path / "new.safetensors"), "--steps", "1", "--seed", "0"], capsys)
     assert code == 2 and "evaluation scenes' seed" in err and not (tmp_path / "new.safetensors").exists()
+
+
+# -- 8. what eval reports ----------------------------------------------------------------------------------------
+
+def test_eval_reports_per_class_iou_with_names_and_scores_a_task_subset(tiny_run, tmp_path, capsys):
+    import json
+
+    from taskadapt.data.scenes import CLASS_NAMES
+
+    base, _ = tiny_run
+    last = base / "run" / "checkpoints" / "last.safetensors"
+    assert main(["eval", str(last), "--out", str(tmp_path / "all")]) == 0
+    doc = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    iou = doc["per_class"]["semseg"]["IoU"]
+    assert list(iou) == list(CLASS_NAMES)
+    assert sum(iou.values()) / len(iou) == pytest.approx(doc["metrics"]["semseg"]["mIoU"], abs=1e-6)
+    assert "## semseg: per class" in (tmp_path / "all" / "report.md").read_text()
+    assert main(["eval", str(last), "--tasks", "depth,edge", "--out", str(tmp_path / "some")]) == 0
+    doc = json.loads((tmp_path / "some" / "metrics.json").read_text())
+    assert list(doc["metrics"]) == ["depth", "edge"]
+    code, err = _run(["eval", str(last), "--tasks", "parts", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "does not predict ['parts']" in err
+
+
+def test_a_checkpoint_finds_its_data_from_another_directory(tmp_path, monkeypatch):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["train", *TINY, "data.root=scenes", "out_dir=run"]) == 0  # relative folders
+    monkeypatch.chdir(elsewhere)
+    assert main(["eval", str(work / "run" / "checkpoints" / "last.safetensors"), "--out", "e"]) == 0
+    assert (elsewhere / "e" / "metrics.json").is_file()

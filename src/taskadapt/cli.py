@@ -171,6 +171,9 @@ def eval_cmd(
         str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's train.device, auto = CUDA "
                                       "when available).")
     ] = None,
+    tasks: Annotated[
+        str | None, typer.Option(help="Score only these of the model's tasks, comma-separated (e.g. semseg,depth).")
+    ] = None,
 ) -> None:
     """Per-task metrics table; writes metrics.json and report.md (Delta_m with --baseline).
 
@@ -186,7 +189,8 @@ def eval_cmd(
         domain = parse_domain(data[0], format) if data else None  # FOLDER, NAME=FOLDER or NAME=FORMAT:FOLDER
         results = evaluate_checkpoint(checkpoints[0], data=domain.root if domain else None,
                                       format=domain.format if domain else format, split=split,
-                                      baseline=baseline, out=out, device=device)
+                                      baseline=baseline, out=out, device=device,
+                                      tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None)
         if _is_main_process():
             console.print(metrics_table(results))
             console.print(f"wrote {_e(results['files']['metrics'])} and {_e(results['files']['report'])}")

@@ -50,7 +50,8 @@ class OnDevice(torch.nn.Module):
 def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], num_classes: Mapping[str, int],
              loss_fn: MultiTaskLoss | None = None, edge_exact: bool = True, edge_tolerance: float | None = None,
              progress: bool = False, description: str = "evaluating") -> dict:
-    """Returns ``{"metrics": {task: {name: float}}, "loss": float | None, "images": int}``."""
+    """Returns ``{"metrics": {task: {name: float}}, "per_class": {task: {name: [float per class]}},
+    "loss": float | None, "images": int}`` (``per_class``: the metrics' vector values, e.g. segmentation IoU)."""
     was_training = model.training
     model.eval()
     metrics = make_metrics(tasks, num_classes, edge_exact, edge_tolerance)
@@ -87,9 +88,13 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], n
         packed = torch.tensor([loss_sum, loss_images, images], dtype=torch.float64)
         dist.all_reduce(packed)
         loss_sum, loss_images, images = float(packed[0]), int(packed[1]), int(packed[2])
-    results = {}
+    results, per_class = {}, {}
     for task, metric in metrics.items():
         values = metric.compute()
         results[task] = {k: float(v) for k, v in values.items() if v.ndim == 0}
+        vectors = {k: [float(x) for x in v] for k, v in values.items() if v.ndim == 1}  # e.g. IoU per class
+        if vectors:
+            per_class[task] = vectors
     model.train(was_training)
-    return {"metrics": results, "loss": loss_sum / loss_images if loss_images else None, "images": images}
+    return {"metrics": results, "per_class": per_class, "loss": loss_sum / loss_images if loss_images else None,
+            "images": images}

@@ -61,6 +61,12 @@ def report_markdown(doc: dict[str, Any]) -> str:
             shown = f"**{value}**" if is_primary else value
             lines.append(f"| {label} | {shown} | {arrow} |")
         lines.append("")
+    for task, vectors in (doc.get("per_class") or {}).items():
+        names = list(next(iter(vectors.values())))
+        lines += [f"## {task}: per class", "", "| class | " + " | ".join(vectors) + " |",
+                  "|---|" + "---:|" * len(vectors)]
+        lines += [f"| {name} | " + " | ".join(_fmt(v[name]) for v in vectors.values()) + " |" for name in names]
+        lines.append("")
     dm = doc.get("delta_m")
     if dm:
         lines += [f"## Δm against `{dm['baseline_file']}`", ""]

@@ -42,6 +42,14 @@ def eval_section(run: Run, data: str | os.PathLike | None = None, format: str | 
         edge_tolerance=own.edge_tolerance if data is None and same_format else None)
 
 
+def _class_names(task: str, k: int, dataset: Any, run: Run) -> list[str]:
+    """The K class names of ``task``: the dataset's, else the checkpoint's, else ``class_<i>``."""
+    for names in (dataset.class_names.get(task), run.class_names.get(task)):
+        if names is not None and len(names) == k:
+            return list(names)
+    return [f"class_{i}" for i in range(k)]
+
+
 def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks: list[str] | None = None, *,
                  exact_edges: bool = True, batch_size: int | None = None, progress: bool = True,
                  description: str | None = None, device: str | None = None) -> dict[str, Any]:
@@ -50,8 +58,8 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
     ``train.device``; ``auto`` = CUDA when available).
 
     Under torchrun every rank scores its share of the images (each exactly once) and the metrics are
-    summed. Returns ``{"metrics": {task: {name: value}}, "images", "tasks", "split", "dataset":
-    {"root", "format", "split"}, "edge_tolerance", "exact_edges"}``.
+    summed. Returns ``{"metrics": {task: {name: value}}, "per_class": {task: {name: {class name: value}}},
+    "images", "tasks", "split", "dataset": {"root", "format", "split"}, "edge_tolerance", "exact_edges"}``.
     """
     section = section if section is not None else run.config.data
     split = split or section.test_split
@@ -78,7 +86,11 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
                            progress=progress and info.is_main, description=description or f"evaluating {split}")
     finally:
         cleanup(info)
-    return {"metrics": results["metrics"], "images": results["images"], "tasks": tasks, "split": split,
+    names = {t: _class_names(t, len(v[next(iter(v))]), dataset, run) for t, v in results["per_class"].items()}
+    per_class = {t: {m: dict(zip(names[t], values, strict=True)) for m, values in v.items()}
+                 for t, v in results["per_class"].items()}
+    return {"metrics": results["metrics"], "per_class": per_class, "images": results["images"], "tasks": tasks,
+            "split": split,
             "dataset": {"root": str(root), "format": section.format, "split": split},
             "edge_tolerance": tolerance, "exact_edges": exact_edges}
 
@@ -118,6 +130,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
         "edge_matcher": ({"exact": True, "tolerance": result["edge_tolerance"],
                           "unit": "fraction of the image diagonal"} if boundary else None),
         "metrics": result["metrics"],
+        "per_class": result["per_class"],
         "primary": primary,
         "delta_m": None,
         "taskadapt_version": __version__,

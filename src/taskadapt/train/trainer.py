@@ -40,7 +40,7 @@ from taskadapt.config import (
     to_yaml,
     validate,
 )
-from taskadapt.data.datasets import edge_tolerance
+from taskadapt.data.datasets import dataset_root, edge_tolerance
 from taskadapt.distributed import DistInfo, barrier, cleanup, init_from_env, unwrap
 from taskadapt.errors import ConfigError, TaskadaptError
 from taskadapt.evaluation.loop import evaluate
@@ -175,9 +175,22 @@ class _Logger:
             self.tb.close()
 
 
+def portable_config(cfg: Config) -> dict[str, Any]:
+    """The configuration as a dict with every dataset folder absolute (``data``, ``zeroshot.target``,
+    ``adapt.target``; a generated dataset's default folder made explicit), so a checkpoint finds its data
+    from any working directory."""
+    doc = to_dict(cfg)
+    for path in (("data",), ("zeroshot", "target"), ("adapt", "target")):
+        section, node = cfg, doc
+        for key in path:
+            section, node = getattr(section, key), node[key]
+        node["root"] = str(dataset_root(section).absolute())
+    return doc
+
+
 def _meta(cfg: Config, model: torch.nn.Module, step: int, classes: tuple[dict, dict], metrics: dict | None) -> dict:
     affinity = unwrap(model).affinity_matrix()
-    return {"config": to_dict(cfg), "step": step, "tasks": cfg.model_tasks(), "num_classes": classes[0],
+    return {"config": portable_config(cfg), "step": step, "tasks": cfg.model_tasks(), "num_classes": classes[0],
             "class_names": classes[1], "trained_tasks": list(cfg.data.tasks),
             "backbone": cfg.model.backbone, "method": cfg.model.method,
             "affinity": affinity.tolist() if affinity is not None else None,
@@ -213,7 +226,8 @@ def resume_config(checkpoint: str | Path, config_file: str | Path | None = None,
     if not isinstance(stored, dict):
         raise ConfigError(f"cannot resume '{checkpoint}': its header stores no configuration; start a new run")
     cfg = build_config(read_yaml(config_file) if config_file is not None else stored, parse_overrides(list(overrides)))
-    before, after = _flatten(to_dict(build_config(stored))), _flatten(to_dict(cfg))
+    # folders compared as absolute paths (the checkpoint stores them so; a config file may name them relatively)
+    before, after = _flatten(portable_config(build_config(stored))), _flatten(portable_config(cfg))
     changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
     fixed = [k for k in changed if any(k == f or k.startswith(f + ".") for f in RESUME_FIXED)]
     if fixed:
