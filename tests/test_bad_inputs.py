@@ -226,3 +226,49 @@ def test_a_checkpoint_finds_its_data_from_another_directory(tmp_path, monkeypatc
     monkeypatch.chdir(elsewhere)
     assert main(["eval", str(work / "run" / "checkpoints" / "last.safetensors"), "--out", "e"]) == 0
     assert (elsewhere / "e" / "metrics.json").is_file()
+
+
+# -- 3. init_from with another task list or another model ---------------------------------------------------------
+
+def test_init_from_a_model_with_more_or_fewer_tasks(tiny_run, tmp_path):
+    from taskadapt.checkpoint import load_weights
+    from taskadapt.models import create_model
+    from taskadapt.run import Run
+
+    base, overrides = tiny_run
+    last = base / "run" / "checkpoints" / "last.safetensors"
+    source, state = Run.open(last), load_weights(last)
+    # fewer tasks: what the kept tasks learned carries over, row by row
+    fewer = load_config(None, [*overrides, "data.tasks=[depth,semseg]", f"out_dir={tmp_path / 'f'}"])
+    model = create_model(fewer, num_classes=source.num_classes)
+    assert source.load_weights_for_tasks(model) == []
+    own = model.state_dict()
+    for t in ("depth", "semseg"):
+        row = own["task_embeddings"][model.tasks.index(t)]
+        assert torch.equal(row, state["task_embeddings"][source.tasks.index(t)])
+        assert torch.equal(own[f"heads.{t}.out.weight"], state[f"heads.{t}.out.weight"])
+    i, j = source.tasks.index("depth"), source.tasks.index("semseg")
+    assert own["affinity.affinity"][0, 1] == state["affinity.affinity"][i, j]
+    # more tasks: a source of two tasks starts a four-task model; the new tasks keep their fresh heads
+    two = load_config(None, [*overrides, "data.tasks=[semseg,depth]", f"out_dir={tmp_path / 'two'}"])
+    assert main(["train", *overrides, "data.tasks=[semseg,depth]", f"out_dir={tmp_path / 'two'}"]) == 0
+    small = Run.open(tmp_path / "two" / "checkpoints" / "last.safetensors")
+    torch.manual_seed(5)
+    bigger = create_model(load_config(None, overrides), num_classes=small.num_classes)
+    fresh = bigger.state_dict()["heads.normals.out.weight"].clone()
+    assert small.load_weights_for_tasks(bigger) == ["normals", "edge"]
+    assert torch.equal(bigger.state_dict()["heads.normals.out.weight"], fresh)
+    learned = load_weights(small.path)["heads.depth.out.weight"]
+    assert torch.equal(bigger.state_dict()["heads.depth.out.weight"], learned)
+    assert two.data.tasks == ["semseg", "depth"]
+    # through the trainer: a task subset trains from the bigger model
+    assert main(["train", *overrides, "data.tasks=[semseg]", f"train.init_from={last}",
+                 f"out_dir={tmp_path / 'sub'}"]) == 0
+
+
+def test_init_from_another_method_is_one_error(tiny_run, tmp_path, capsys):
+    base, overrides = tiny_run
+    last = base / "run" / "checkpoints" / "last.safetensors"
+    code, err = _run(["train", *overrides, "model.method=lora", f"train.init_from={last}",
+                      f"out_dir={tmp_path / 'l'}"], capsys)
+    assert code == 2 and "same method and backbone" in err and "adapters" in err

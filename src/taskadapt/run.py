@@ -126,5 +126,17 @@ class Run:
             raise CheckpointError(f"checkpoint '{self.path}' does not fit this model ({first}); the file is corrupt "
                                   "or edited, or was trained with another backbone, method or task list") from None
 
+    def load_weights_for_tasks(self, model: TaskNetwork) -> list[str]:
+        """Start ``model`` from this checkpoint although it predicts other tasks (``train.init_from``):
+        tasks both know keep what they learned, new tasks start fresh, tasks only the checkpoint knows are
+        dropped (:meth:`TaskNetwork.load_task_state`). Returns the new tasks. The method and the backbone
+        must be the same."""
+        try:
+            return model.load_task_state(ckpt.load_weights(self.path), self.tasks)
+        except (ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[-1].strip()
+            raise CheckpointError(f"checkpoint '{self.path}' cannot start this model ({first}); start from a "
+                                  "checkpoint of the same method and backbone") from None
+
 
 __all__ = ["Run"]

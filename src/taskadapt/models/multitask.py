@@ -142,6 +142,12 @@ class MultiTaskModel(TaskNetwork):
         owner.update({id(p): "heads" for p in self.heads.parameters()})
         return {n: owner.get(id(p), "other") for n, p in self.named_parameters()}
 
+    def task_prefixes(self) -> dict[str, str]:
+        out = {f"heads.{t}.": t for t in self.tasks}
+        if self.decoders is not None:
+            out.update({f"decoders.{t}.": t for t in self.tasks})
+        return out
+
     def set_speed_options(self, activation_checkpointing: bool = False, channels_last: bool = False) -> None:
         self.activation_checkpointing = activation_checkpointing
         if channels_last:

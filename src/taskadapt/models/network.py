@@ -60,6 +60,54 @@ class TaskNetwork(nn.Module, metaclass=abc.ABCMeta):
             groups.setdefault((rate, decay), []).append(p)
         return [{"params": ps, "lr": rate, "weight_decay": wd} for (rate, wd), ps in groups.items()]
 
+    # -- per-task state (init_from with another task list) ---------------------------------------------
+    def task_prefixes(self) -> dict[str, str]:
+        """State-dict prefix -> task, for the parts that belong to one task (its head, its decoder, ...)."""
+        return {}
+
+    def task_rows(self) -> dict[str, int]:
+        """State-dict key -> how many leading dimensions are indexed by task (1: rows, e.g. the task
+        embeddings; 2: rows and columns, e.g. the affinity matrix)."""
+        return {}
+
+    def load_task_state(self, state: dict[str, torch.Tensor], source_tasks: list[str]) -> list[str]:
+        """Load a state dict saved for ``source_tasks`` into this network, matching tasks by name: a task
+        the source knew gets its parts and rows; a new task keeps its fresh initialisation; a source task
+        this network does not predict is dropped. Everything else must match exactly. Returns the new tasks.
+        A key that fits nowhere is a ValueError naming it."""
+        own = self.state_dict()
+        prefixes, rows = self.task_prefixes(), self.task_rows()
+        index = {t: i for i, t in enumerate(source_tasks)}
+        kept = [t for t in self.tasks if t in index]
+        loaded: dict[str, torch.Tensor] = {}
+        for key, value in own.items():
+            task = next((t for p, t in prefixes.items() if key.startswith(p)), None)
+            if task is not None:
+                if task in index:
+                    if key not in state:
+                        raise ValueError(f"the source has no '{key}' for task '{task}'")
+                    loaded[key] = state[key]
+                continue
+            if key not in state:
+                raise ValueError(f"the source has no '{key}'")
+            if key in rows:
+                mine = [self.tasks.index(t) for t in kept]
+                theirs = [index[t] for t in kept]
+                merged = value.clone()
+                if rows[key] == 2:
+                    merged[torch.tensor(mine)[:, None], torch.tensor(mine)[None, :]] = \
+                        state[key][torch.tensor(theirs)[:, None], torch.tensor(theirs)[None, :]]
+                else:
+                    merged[mine] = state[key][theirs]
+                loaded[key] = merged
+            elif state[key].shape != value.shape:
+                raise ValueError(f"'{key}' has shape {tuple(state[key].shape)} in the source and {tuple(value.shape)} "
+                                 "here")
+            else:
+                loaded[key] = state[key]
+        self.load_state_dict({**own, **loaded}, strict=True)
+        return [t for t in self.tasks if t not in index]
+
     # -- task affinity (TROA) ---------------------------------------------------------------------------
     def affinity_matrix(self) -> torch.Tensor | None:
         """The learned task affinity A (T, T), ``A[i, j]`` = effect of task i on task j; None for methods

@@ -276,9 +276,16 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
             num_classes.setdefault(t, k)
         for t, names in source.class_names.items():
             class_names.setdefault(t, names)
+    if source is not None and (source.method, source.backbone) != (cfg.model.method, cfg.model.backbone):
+        raise ConfigError(f"train.init_from '{source.path}' is a {source.method} model on {source.backbone}; this "
+                          f"run trains {cfg.model.method} on {cfg.model.backbone}. Start from a checkpoint of the "
+                          "same method and backbone")
     model = create_model(cfg, num_classes=num_classes).to(info.device)
     if source is not None and resume is None:
-        source.load_weights(model)
+        if source.tasks == cfg.model_tasks():
+            source.load_weights(model)
+        else:  # a task subset or superset: shared tasks carry over, new ones start fresh
+            source.load_weights_for_tasks(model)
     if zero_shot:
         model.freeze_tasks(zero_shot)
     adversary = None

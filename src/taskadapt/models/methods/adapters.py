@@ -231,6 +231,12 @@ class AdapterModel(MultiTaskModel):
                 owner.update({id(p): "TAA" for p in layer.taa.parameters()})
         owner[id(self.task_embeddings)] = "task embeddings"
 
+    def task_rows(self) -> dict[str, int]:
+        """The task embeddings and TSN offsets (a row per task), the affinity matrix (rows and columns)."""
+        offsets = {id(m.task_offset) for m in self._tsn_modules() if m.task_offset is not None}
+        out = {n: 1 for n, p in self.named_parameters() if id(p) in offsets}
+        return {"task_embeddings": 1, "affinity.affinity": 2, **out}
+
     def affinity_matrix(self) -> torch.Tensor | None:
         """The TROA matrix (the identity when TROA is off: ``no_troa`` never updates it)."""
         return self.affinity.affinity

@@ -36,6 +36,9 @@ class SingleTaskEnsemble(TaskNetwork):
     def components(self) -> dict[str, str]:
         return {f"models.{t}.{n}": c for t, m in self.models.items() for n, c in m.components().items()}
 
+    def task_prefixes(self) -> dict[str, str]:
+        return {f"models.{t}.": t for t in self.tasks}
+
     def set_speed_options(self, activation_checkpointing: bool = False, channels_last: bool = False) -> None:
         for m in self.models.values():
             m.set_speed_options(activation_checkpointing, channels_last)
