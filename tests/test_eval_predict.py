@@ -108,8 +108,10 @@ def test_predict_images_writes_a_png_per_task_and_a_sheet(run, tmp_path):
     out = tmp_path / "pred"
     paths = predict_images(run["checkpoint"], [str(first), str(second)], str(out))
     names = [p.name for p in paths]
-    assert names == [*(f"room_{t}.png" for t in TASKS), "room_sheet.png",
-                     *(f"room-2_{t}.png" for t in TASKS), "room-2_sheet.png"]
+    files = {"semseg": [".png", ".ids.png"], "depth": [".png", ".mm.png", ".npy"], "normals": [".png", ".npy"],
+             "edge": [".png", ".npy"]}
+    assert names == [*(f"room_{t}{e}" for t in TASKS for e in files[t]), "room_sheet.png",
+                     *(f"room-2_{t}{e}" for t in TASKS for e in files[t]), "room-2_sheet.png"]
     assert all(p.parent == out and p.is_file() for p in paths)
     for name, size in (("room", (53, 37)), ("room-2", (24, 20))):
         for task in TASKS:

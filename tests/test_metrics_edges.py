@@ -13,12 +13,14 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 
 from taskadapt.metrics import EdgeMetric
 from taskadapt.metrics.edges import (
+    MultiAnnotatorEdgeMetric,
     average_precision,
     edge_thresholds,
     image_counts,
     max_dist_pixels,
     max_matching_size,
 )
+from taskadapt.morphology import thin
 
 
 def _run(pred: np.ndarray, gt: np.ndarray, **kw) -> dict[str, float]:
@@ -191,3 +193,89 @@ def test_approximate_matcher_is_an_upper_bound_of_exact(thin_pred, max_gap):
     assert (approx.sum_p == exact.sum_p).all()
     gap = approx.compute()["odsF"].item() - exact.compute()["odsF"].item()
     assert 0.0 < gap < max_gap
+
+
+# --- thresholds: the BSDS/SEISM decimal values, and predictions exactly on them ---------------------
+
+
+def test_thresholds_are_the_decimal_values_parsed_from_text():
+    """SEISM reads its HED thresholds as text lines '0.01' ... '0.99' ('%.2f'); linspace(0.01, 0.99, 99)
+    is one ulp off at 25 of them."""
+    text = "\n".join(f"{k / 100:.2f}" for k in range(1, 100))
+    parsed = [float(line) for line in text.splitlines()]
+    thr = edge_thresholds(99)
+    assert thr.dtype == np.float64 and thr.tolist() == parsed
+    assert thr.tolist() == [float(f"{(k + 1) / 100:.2f}") for k in range(99)]
+    assert int((np.linspace(1 / 100, 99 / 100, 99) != thr).sum()) == 25  # what the old thresholds were
+    # any n: the doubles nearest to k / (n + 1) -- the '%.2f' values when n + 1 divides 100
+    for n in (1, 3, 9, 19, 49):
+        assert edge_thresholds(n).tolist() == [float(f"{(k + 1) / (n + 1):.2f}") for k in range(n)]
+    for n in (7, 15, 200, 999):
+        thr = edge_thresholds(n)
+        assert thr.tolist() == [(k + 1) / (n + 1) for k in range(n)]  # Python's int / int rounds correctly
+        assert len(thr) == n and (np.diff(thr) > 0).all()
+
+
+def test_prediction_exactly_at_a_threshold_counts_there():
+    """One pixel at exactly each decimal threshold value (float64): BSDS's ``pb >= thresh(t)`` (also
+    Piotr's ``edgesEvalImg`` and SEISM's NMS ``read_one_cont_png``: ``>= max(eps, t)``) counts it at
+    its own threshold, so at threshold j the pixels j..98 are predicted. With the old linspace
+    thresholds 24 of them (e.g. 0.06, 0.15, 0.35) were one ulp above the value and missed it."""
+    thr = edge_thresholds(99)
+    pred = np.zeros((3, 200))
+    pred[1, 1:199:2] = [float(f"{(k + 1) / 100:.2f}") for k in range(99)]  # isolated: thinning keeps them
+    no_gt = np.zeros(pred.shape, dtype=bool)
+    assert image_counts(pred, no_gt, thr, 1.5)[1].tolist() == list(range(99, 0, -1))
+    m = EdgeMetric()
+    m.update(torch.from_numpy(pred)[None, None], torch.zeros(1, 1, *pred.shape))
+    assert m.sum_p.tolist() == list(range(99, 0, -1))
+    # a PNG-saved prediction (what SEISM reads): 51/255 is exactly the double 0.2, counted up to t = 0.20
+    png = np.zeros((10, 10))
+    png[5, 5] = 51 / 255
+    assert png[5, 5] == thr[19] == 0.2
+    assert image_counts(png, np.zeros((10, 10), dtype=bool), thr, 1.5)[1].tolist() == [1] * 20 + [0] * 79
+
+
+# --- wide ground truth: thin_targets ----------------------------------------------------------------
+
+
+def _wide_line() -> tuple[np.ndarray, np.ndarray]:
+    """A 3-px-wide true line (NYUD-like GT) and a 1-px predicted line along its centre; thinning
+    shortens the band by one pixel at each end, so the predicted line spans columns 11..48."""
+    gt = np.zeros((40, 60))
+    gt[19:22, 10:50] = 1.0
+    pred = np.zeros((40, 60))
+    pred[20, 11:49] = 0.9
+    return pred, gt
+
+
+def test_thin_targets_scores_a_thin_prediction_of_a_wide_true_line_one():
+    pred, gt = _wide_line()
+    assert np.array_equal(thin(gt > 0.5), pred > 0)  # the GT's thinned centre line is the prediction
+    thinned = _run(pred, gt, thin_targets=True)
+    assert thinned["odsF"] == 1.0 and thinned["oisF"] == 1.0
+    # as given, the 120-pixel band can match only 38 of its pixels one-to-one: P = 1, R = 38/120
+    wide = _run(pred, gt)
+    r = 38 / 120
+    assert wide["odsF"] == pytest.approx(2 * r / (1 + r)) and wide["odsF"] < 1.0
+    assert EdgeMetric().thin_targets is False  # off by default
+
+
+def test_thin_targets_drops_ignored_pixels_first_and_thins_each_annotator():
+    pred, gt = _wide_line()
+    m = EdgeMetric(thin_targets=True)
+    m.update(torch.from_numpy(pred)[None, None], torch.from_numpy(gt)[None, None])
+    assert int(m.sum_r[0]) == 38  # sumR counts the thinned GT
+    # ignored pixels are dropped before thinning: ignoring the band's left half leaves a 3 x 20 band
+    ignored = gt.copy()
+    ignored[:, :30] = np.nan
+    m = EdgeMetric(thin_targets=True)
+    m.update(torch.from_numpy(pred)[None, None], torch.from_numpy(ignored)[None, None])
+    assert int(m.sum_r[0]) == int(thin(np.nan_to_num(ignored) > 0.5).sum()) == 18
+    # several annotators: each map thinned separately
+    multi = MultiAnnotatorEdgeMetric(tolerance=0.011, thin_targets=True)
+    multi.update(torch.from_numpy(pred), torch.from_numpy(np.stack([gt, gt])))
+    assert multi.compute()["odsF"].item() == 1.0
+    plain = MultiAnnotatorEdgeMetric(tolerance=0.011)
+    plain.update(torch.from_numpy(pred), torch.from_numpy(np.stack([gt, gt])))
+    assert plain.compute()["odsF"].item() < 1.0

@@ -164,6 +164,7 @@ class Predictor:
         for task in list(raw):
             value = self._full_size(task, raw.pop(task), size)
             yield task, (value if batched else value[0])
+            del value  # before the next task's map is made
 
     @torch.inference_mode()
     def predict_raw(self, image: torch.Tensor, *, mode: str = "squash", batch_size: int = 16
@@ -322,14 +323,16 @@ def shrink_rgb8(rgb: np.ndarray, shape: tuple[int, int], rows: int = STRIP_ROWS)
     return _antialiased(across, shape).clamp(0, 1)
 
 
-def upsample_blocks(raw: torch.Tensor, size: tuple[int, int], max_values: int = MAX_BLOCK_VALUES
+def upsample_blocks(raw: torch.Tensor, size: tuple[int, int], max_values: int | None = None
                     ) -> Iterator[tuple[slice, torch.Tensor]]:
     """(B, C, h, w) -> ``(rows, (B, C, len(rows), W))`` blocks of its bilinear upsampling to size=(H, W).
 
-    One block, ``F.interpolate`` as evaluation uses it, when the map has at most ``max_values`` values;
-    larger maps are upsampled down the columns to (H, w) once, then across in strips of rows (the same
-    weights; equal to one block within float rounding, ~1e-6), so a huge map is never made whole.
+    One block, ``F.interpolate`` as evaluation uses it, when the map has at most ``max_values`` values
+    (default :data:`MAX_BLOCK_VALUES`); larger maps are upsampled down the columns to (H, w) once, then
+    across in strips of rows (the same weights; equal to one block within float rounding, ~1e-6), so a
+    huge map is never made whole.
     """
+    max_values = MAX_BLOCK_VALUES if max_values is None else max_values
     height, width = size
     b, c, _, w = raw.shape
     if b * c * height * width <= max_values or tuple(raw.shape[-2:]) == tuple(size):

@@ -258,14 +258,22 @@ def eval_real_cmd(
 @app.command("predict")
 def predict_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],
-    images: Annotated[list[str], typer.Argument(help="RGB images of any size.")],
+    images: Annotated[
+        list[str], typer.Argument(help="RGB images of any size, folders of images (png, jpg, jpeg, bmp, tif, tiff, "
+                                       "webp; not recursive) or quoted glob patterns.")
+    ],
     out: Annotated[str, typer.Option(help="Output folder.")] = "runs/predictions",
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N.")] = "auto",
+    resize: Annotated[
+        str, typer.Option(help="keep: short side to the model's size, overlapping square windows along the long "
+                               "side (aspect ratio kept); squash: stretched to the model's square, as evaluation.")
+    ] = "keep",
+    overwrite: Annotated[bool, typer.Option(help="Replace output files that already exist.")] = False,
 ) -> None:
-    """A PNG per task per image, and a side-by-side sheet per image."""
+    """Per image and task a coloured PNG and the raw prediction (class ids / millimetre PNG, .npy), and a sheet."""
     from taskadapt.evaluation.predictions import predict_images
 
-    paths = predict_images(checkpoint, images, out, device=device)
+    paths = predict_images(checkpoint, images, out, device=device, mode=resize, overwrite=overwrite, progress=True)
     console.print(f"wrote {_e(len(paths))} files to {_e(out)}")
 
 

@@ -11,7 +11,7 @@ are ``uint8`` arrays of shape (H, W, 3); ignored pixels (255 / NaN) are black.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,8 @@ def contact_sheet(
     title: str | None = None,
     row_labels: Sequence[str] | None = None,
     depth_range: tuple[float, float] | None = None,
+    class_names: Mapping[str, Sequence[str]] | None = None,
+    depth_bar: bool = False,
 ) -> Path:
     """Write a grid PNG: one row per sample, one column per key (image first, then labels).
 
@@ -58,6 +60,10 @@ def contact_sheet(
     predictions in the same form). ``num_classes`` maps class-map keys to K for fixed colours.
     ``depth_range`` (metres) colours every depth panel on one scale, so a prediction can be compared
     with its ground truth; by default each panel uses its own 2nd-98th percentiles.
+    ``class_names`` (key -> names by class id) adds, under each class-map column it names, a legend of
+    the classes that occur in that column (colour and name, most frequent first, at most
+    :data:`LEGEND_MAX` of them). ``depth_bar`` adds a colour bar in metres under the depth column; the
+    depth panels then share one scale (``depth_range``, or the 2nd-98th percentiles of them all).
     The PNG is written atomically (temp file, then rename). Returns the path.
     """
     import matplotlib
@@ -69,8 +75,14 @@ def contact_sheet(
         raise ValueError("contact_sheet needs at least one sample")
     keys = list(keys) if keys is not None else [k for k in SHEET_ORDER if k in samples[0]]
     num_classes = num_classes or {}
+    legends = {key: _legend_entries(samples, key, names, num_classes.get(key))
+               for key, names in (class_names or {}).items() if key in keys}
+    bar = depth_bar and "depth" in keys and any("depth" in s for s in samples)
+    if bar and depth_range is None:
+        depth_range = _shared_depth_range(samples)
     rows, cols = len(samples), len(keys)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.0 * rows + (0.4 if title else 0)),
+    below = max([_legend_height(len(e)) for e in legends.values()] + [0.5 if bar else 0.0])
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.0 * rows + (0.4 if title else 0) + below),
                              squeeze=False)
     for r, sample in enumerate(samples):
         for c, key in enumerate(keys):
@@ -83,10 +95,80 @@ def contact_sheet(
                 ax.set_title(key, fontsize=9)
             if c == 0 and row_labels is not None:
                 ax.set_ylabel(row_labels[r], fontsize=8)
+    for key, entries in legends.items():
+        _draw_legend(axes[-1][keys.index(key)], entries)
+    if bar:
+        _draw_depth_bar(fig, axes[-1][keys.index("depth")], depth_range)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+LEGEND_MAX = 20  # classes listed in a sheet's legend (the most frequent)
+
+
+def _legend_entries(samples: Sequence[dict], key: str, names: Sequence[str], k: int | None
+                    ) -> list[tuple[str, np.ndarray | None]]:
+    """The (name, RGB uint8 colour) of the classes occurring in the ``key`` maps of ``samples``, most
+    frequent first, at most :data:`LEGEND_MAX` (then a last "+n more" entry without a colour patch)."""
+    maps = [np.asarray(s[key].detach().cpu() if hasattr(s[key], "detach") else s[key]).reshape(-1)
+            for s in samples if key in s]
+    ids = np.concatenate(maps).astype(np.int64) if maps else np.zeros(0, np.int64)
+    k = k or getattr(get_task(key), "default_num_classes", None) or len(names)
+    counts = np.bincount(ids[(ids >= 0) & (ids < k)], minlength=k)
+    order = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
+    colours = palette(k)
+    entries = [(names[i] if i < len(names) else f"class_{i}", colours[i]) for i in order[:LEGEND_MAX]]
+    if len(order) > LEGEND_MAX:
+        entries.append((f"+{len(order) - LEGEND_MAX} more", None))
+    return entries
+
+
+def _legend_columns(n: int) -> int:
+    return 1 if n <= 4 else 2
+
+
+def _legend_height(n: int) -> float:
+    """Inches a legend of ``n`` entries takes under its panel."""
+    return 0.15 + 0.14 * -(-n // _legend_columns(n)) if n else 0.0
+
+
+def _draw_legend(ax, entries: list[tuple[str, np.ndarray | None]]) -> None:
+    """A legend of class colours and names under ``ax``."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=(c / 255.0) if c is not None else "none", edgecolor="none", label=name)
+               for name, c in entries]
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=6, frameon=False,
+                  ncol=_legend_columns(len(handles)), handlelength=1.0, handletextpad=0.4, columnspacing=0.8,
+                  borderaxespad=0.0)
+
+
+def _shared_depth_range(samples: Sequence[dict]) -> tuple[float, float]:
+    """The 2nd-98th percentiles (metres) of the finite depths of every sample; (0, 1) when none is finite."""
+    values = [np.asarray(s["depth"].detach().cpu() if hasattr(s["depth"], "detach") else s["depth"],
+                         dtype=np.float32).reshape(-1) for s in samples if "depth" in s]
+    d = np.concatenate(values) if values else np.zeros(0, np.float32)
+    d = d[np.isfinite(d)]
+    if not d.size:
+        return 0.0, 1.0
+    lo, hi = np.percentile(d, [2, 98])
+    return float(lo), float(hi)
+
+
+def _draw_depth_bar(fig, ax, depth_range: tuple[float, float]) -> None:
+    """A horizontal turbo colour bar in metres under ``ax`` (the scale :func:`depth_to_rgb` colours with)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    lo, hi = float(depth_range[0]), float(depth_range[1])
+    cax = ax.inset_axes([0.05, -0.14, 0.9, 0.07])
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(lo, max(hi, lo + 1e-6)), cmap="turbo"), cax=cax,
+                       orientation="horizontal")
+    bar.ax.tick_params(labelsize=6, length=2, pad=1)
+    bar.set_label("depth (m)", fontsize=7, labelpad=1)
 
 
 def panel_sheet(panels: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, title: str | None = None,

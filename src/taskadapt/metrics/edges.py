@@ -1,13 +1,18 @@
 """Boundary detection ODS-F, OIS-F and AP, following the BSDS / SEISM protocol (§4.6 of the metrics doc).
 
-Per image and threshold t (``num_thresholds`` values ``linspace(1/(n+1), n/(n+1), n)``: 0.01..0.99
-for n = 99, the HED/SEISM parameters):
+Per image and threshold t (``num_thresholds`` = n values, :func:`edge_thresholds`: the float64 values
+of the decimals 0.01, 0.02, ..., 0.99 for n = 99 -- SEISM reads its HED parameters as text lines
+``0.01`` ... ``0.99`` and ``str2double``s them --, in general the doubles nearest to k / (n + 1)):
 
-1. ``bmap = pred >= max(eps, t)`` (Piotr's ``edgesEvalImg``; SEISM's ``read_one_cont_png`` uses
-   ``>`` in some versions -- it only differs for values exactly on a threshold),
+1. ``bmap = pred >= max(eps, t)``: ``>=``, as BSDS ``evaluation_bdry_image`` (``pb >= thresh(t)``),
+   Piotr's ``edgesEvalImg`` (``E >= max(eps, thrs(k))``) and the NMS version of SEISM's
+   ``read_one_cont_png`` (``contour >= max(eps, str2double(parameter))``); other SEISM versions of
+   ``read_one_cont_png`` use ``>``. It only matters for a value exactly on a threshold, e.g. a
+   PNG-saved 51/255, which is exactly the double 0.2. The comparison is in float64 (predictions are
+   converted exactly);
 2. optionally thinned to 1-px lines (``thin=True``: MATLAB ``bwmorph(bmap, 'thin', Inf)``, which
    SEISM applies to predictions; here :func:`taskadapt.morphology.thin`); the GT is used as given
-   (our choice, GT maps are already thin),
+   unless ``thin_targets=True`` (below),
 3. predicted boundary pixels are matched one-to-one to GT boundary pixels no farther than
    ``maxDist = tolerance * sqrt(H^2 + W^2)`` pixels (inclusive, on the pixel lattice),
 4. ``cntP`` = matched predicted pixels of ``sumP`` predicted pixels, ``cntR`` = matched GT pixels of
@@ -32,6 +37,14 @@ overlay -- bites). Only the COUNT of matches enters the score, so we compute a
 maximum-cardinality bipartite matching (unit-capacity max flow, Dinic's algorithm in
 ``scipy.sparse.csgraph.maximum_flow``) on the graph of (pred, GT) pixel pairs within maxDist. That
 equivalence argument is ours; the implementation is not verified against MATLAB output.
+
+Wide ground truth (``thin_targets=True``). The protocol matches against thin (1-px) boundaries:
+matching is one-to-one, so a GT band 2-3 px wide (NYUD's ``edge`` maps) leaves most GT pixels
+unmatched by a thin prediction, and recall, hence F, collapses (an odsF of 0.42 was reported on
+NYUD against ~0.82 elsewhere). ``thin_targets=True`` thins each binary target map (after binarising
+at 0.5 and dropping ignored pixels) with the same :func:`taskadapt.morphology.thin` the predictions
+get, before matching (``sumR`` then counts the thinned pixels). Off by default: whether a dataset's
+GT needs it is the dataset format's call, and reports should say which was used.
 
 Approximate matching (``exact=False``): a predicted pixel counts as matched when ANY GT pixel lies
 within maxDist (Euclidean distance transform of the GT) and a GT pixel when any predicted pixel does
@@ -74,9 +87,17 @@ from taskadapt.morphology import thin
 
 
 def edge_thresholds(num_thresholds: int) -> np.ndarray:
-    """``linspace(1/(n+1), n/(n+1), n)``: 0.01, ..., 0.99 for n = 99 (HED/SEISM)."""
+    """The n thresholds k / (n + 1), k = 1..n, each the double nearest to that fraction.
+
+    For n = 99 these are exactly the decimal values 0.01, 0.02, ..., 0.99 as parsed from text (SEISM's
+    HED parameter file, values written with ``'%.2f'``), and likewise the ``'%.2f'`` values whenever
+    n + 1 divides 100 (n = 3, 9, 19, ...). ``linspace(1/(n+1), n/(n+1), n)`` is not: its
+    ``start + i * step`` is one ulp off at 25 of the 99 values (e.g. 0.06, 0.15, 0.35), which puts a
+    prediction exactly at such a value on the other side of ``>=``. One correctly rounded division of
+    two exact integers gives the nearest double for any n.
+    """
     n = int(num_thresholds)
-    return np.linspace(1.0 / (n + 1), n / (n + 1.0), n)
+    return np.arange(1, n + 1, dtype=np.float64) / float(n + 1)
 
 
 def max_dist_pixels(tolerance: float, height: int, width: int) -> float:
@@ -192,7 +213,7 @@ def image_counts(
         prev_size = sizes[j]
         if sizes[j] == 0:
             continue  # no predicted pixel: cntP = sumP = cntR = 0 here and at all higher thresholds
-        bmap = pred >= effective[j]
+        bmap = pred >= effective[j]  # >= as BSDS, Piotr's and SEISM's NMS reader (module docstring); float64
         if thin_pred:
             bmap = thin(bmap)
         py, px = np.nonzero(bmap)
@@ -275,7 +296,11 @@ class EdgeMetric(Metric):
     [0, 1]; target same shape, {0, 1} (binarised at 0.5), NaN = ignore (dropped from both maps).
     ``compute()``: ``{"odsF", "oisF", "AP", "ods_threshold"}`` as 0-d float tensors (scores in
     [0, 1]). ``tolerance``: maxDist as a fraction of the image diagonal (0.0075 PASCAL-Context,
-    0.011 NYUD). ``exact=False`` selects the approximate (distance-transform) matcher.
+    0.011 NYUD). ``exact=False`` selects the approximate (distance-transform) matcher. ``thin``:
+    thin each thresholded prediction to 1-px lines (SEISM). ``thin_targets`` (default False): also
+    thin each binarised target map with the same :func:`taskadapt.morphology.thin` before matching,
+    for datasets whose boundary GT is wider than 1 px (NYUD's 2-3 px maps; the module docstring says
+    why). Off by default; the dataset format decides, and a report should say which was used.
 
     The per-image work runs on the CPU in numpy/scipy (tensors are copied there).
     """
@@ -295,6 +320,7 @@ class EdgeMetric(Metric):
         num_thresholds: int = 99,
         exact: bool = True,
         thin: bool = True,
+        thin_targets: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -305,6 +331,7 @@ class EdgeMetric(Metric):
         self.tolerance = float(tolerance)
         self.exact = bool(exact)
         self.thin = bool(thin)
+        self.thin_targets = bool(thin_targets)
         self.thresholds = edge_thresholds(num_thresholds)
         t = len(self.thresholds)
         for name in ("cnt_p", "sum_p", "cnt_r", "sum_r"):
@@ -320,7 +347,7 @@ class EdgeMetric(Metric):
         if not np.isfinite(p_np[~ignore]).all():
             raise ValueError("edge predictions contain NaN or inf at valid pixels")
         p_np = np.where(ignore, -np.inf, p_np)
-        g_np = (t_np > 0.5) & ~ignore
+        g_np = self._prepare_targets((t_np > 0.5) & ~ignore)
         h, w = p_np.shape[1:]
         max_dist = max_dist_pixels(self.tolerance, h, w)
         self._add_images(
@@ -329,6 +356,12 @@ class EdgeMetric(Metric):
                 for i in range(p_np.shape[0])
             ]
         )
+
+    def _prepare_targets(self, maps: np.ndarray) -> np.ndarray:
+        """(N, H, W) bool target maps, each thinned to 1-px lines when ``thin_targets`` (as the predictions)."""
+        if not self.thin_targets:
+            return maps
+        return np.stack([thin(m) for m in maps]) if len(maps) else maps
 
     def _add_images(self, per_image: list[np.ndarray]) -> None:
         """Add the (4, T) counts of each image to the split sums and the OIS sums."""
@@ -382,12 +415,14 @@ class MultiAnnotatorEdgeMetric(EdgeMetric):
     target ``(K, H, W)`` {0, 1} boundary maps of its K annotators (binarised at 0.5; NaN = ignore, a
     pixel ignored by any annotator is dropped from every map and from the prediction). After each
     update ``last_counts`` holds that image's (4, T) counts (for per-image reports; not a state).
-    ``compute()`` and the states are :class:`EdgeMetric`'s. ``tolerance`` defaults to BSDS's 0.0075.
+    ``compute()`` and the states are :class:`EdgeMetric`'s. ``tolerance`` defaults to BSDS's 0.0075;
+    ``thin_targets`` thins each annotator's map separately (off by default, as in :class:`EdgeMetric`).
     """
 
     def __init__(self, tolerance: float = 0.0075, num_thresholds: int = 99, exact: bool = True,
-                 thin: bool = True, **kwargs):
-        super().__init__(tolerance=tolerance, num_thresholds=num_thresholds, exact=exact, thin=thin, **kwargs)
+                 thin: bool = True, thin_targets: bool = False, **kwargs):
+        super().__init__(tolerance=tolerance, num_thresholds=num_thresholds, exact=exact, thin=thin,
+                         thin_targets=thin_targets, **kwargs)
         self.last_counts: np.ndarray | None = None
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
@@ -402,7 +437,7 @@ class MultiAnnotatorEdgeMetric(EdgeMetric):
         if not np.isfinite(p_np[~ignore]).all():
             raise ValueError("edge predictions contain NaN or inf at valid pixels")
         p_np = np.where(ignore, -np.inf, p_np)
-        g_np = (t_np > 0.5) & ~ignore
+        g_np = self._prepare_targets((t_np > 0.5) & ~ignore)
         max_dist = max_dist_pixels(self.tolerance, *p_np.shape)
         counts = image_counts(p_np, g_np, self.thresholds, max_dist, exact=self.exact, thin_pred=self.thin)
         self.last_counts = counts

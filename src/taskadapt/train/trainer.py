@@ -180,10 +180,8 @@ def portable_config(cfg: Config) -> dict[str, Any]:
     ``adapt.target``; a generated dataset's default folder made explicit), so a checkpoint finds its data
     from any working directory."""
     doc = to_dict(cfg)
-    for path in (("data",), ("zeroshot", "target"), ("adapt", "target")):
-        section, node = cfg, doc
-        for key in path:
-            section, node = getattr(section, key), node[key]
+    for section, node in ((cfg.data, doc["data"]), (cfg.zeroshot.target, doc["zeroshot"]["target"]),
+                          (cfg.adapt.target, doc["adapt"]["target"])):
         node["root"] = str(dataset_root(section).absolute())
     return doc
 
