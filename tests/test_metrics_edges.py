@@ -220,7 +220,7 @@ def test_prediction_exactly_at_a_threshold_counts_there():
     """One pixel at exactly each decimal threshold value (float64): BSDS's ``pb >= thresh(t)`` (also
     Piotr's ``edgesEvalImg`` and SEISM's NMS ``read_one_cont_png``: ``>= max(eps, t)``) counts it at
     its own threshold, so at threshold j the pixels j..98 are predicted. With the old linspace
-    thresholds 24 of them (e.g. 0.06, 0.15, 0.35) were one ulp above the value and missed it."""
+    thresholds 23 of them (e.g. 0.06, 0.15, 0.35) were one ulp above the value and missed it."""
     thr = edge_thresholds(99)
     pred = np.zeros((3, 200))
     pred[1, 1:199:2] = [float(f"{(k + 1) / 100:.2f}") for k in range(99)]  # isolated: thinning keeps them

@@ -81,7 +81,8 @@ def test_thresholds_are_the_references_exact_values():
     assert len(IOU_THRESHOLDS) == 15
     assert all(a == b for a, b in zip(IOU_THRESHOLDS, ref.tolist(), strict=True))
     # beta-F: the decimal values 0.05 ... 0.95 (InvPT/ATRC arange(0.05, 1, 0.05))
-    assert F_THRESHOLDS == tuple(float(f"{0.05 * k:.2f}") for k in range(1, 20))
+    decimals = tuple(float(f"{0.05 * k:.2f}") for k in range(1, 20))
+    assert decimals == F_THRESHOLDS
     m = SaliencyMetric()
     assert m.iou_thresholds.tolist() == ref.tolist() and m.f_thresholds.tolist() == list(F_THRESHOLDS)
 

@@ -50,6 +50,8 @@ import torch.nn.functional as F
 from taskadapt.config import Config
 from taskadapt.data.datasets import class_names_of
 from taskadapt.data.datasets.files import UnreadableFile, load_rgb, to_rgb8
+from taskadapt.data.datasets.png16 import SIGNATURE as PNG_SIGNATURE
+from taskadapt.data.datasets.png16 import needs_png16
 from taskadapt.data.sample import INTEGER_LABELS
 from taskadapt.distributed import resolve_device
 from taskadapt.errors import ConfigError, DatasetError, TaskadaptError
@@ -61,7 +63,8 @@ ImageInput = str | os.PathLike | np.ndarray | torch.Tensor | Any  # Any: a PIL i
 
 RESIZE_MODES = ("squash", "keep")
 MAX_BLOCK_VALUES = 1 << 25  # one picture's full-size raw map above this many values is upsampled in row strips
-STRIP_ROWS = 256  # rows of a uint8 picture converted to float at a time while it is shrunk
+STRIP_VALUES = 1 << 22  # values of one such strip (16 MiB of float32)
+STRIP_ROWS = 64  # rows of a uint8 picture converted to float at a time while it is shrunk
 
 
 def load(path: str | os.PathLike, device: str | torch.device | None = None) -> Predictor:
@@ -318,8 +321,10 @@ def shrink_rgb8(rgb: np.ndarray, shape: tuple[int, int], rows: int = STRIP_ROWS)
     height = rgb.shape[0]
     if tuple(rgb.shape[:2]) == tuple(shape):
         return _array_to_chw(rgb).unsqueeze(0)
-    across = torch.cat([_antialiased(_array_to_chw(rgb[y:y + rows]).unsqueeze(0), (min(rows, height - y), shape[1]))
-                        for y in range(0, height, rows)], dim=2)
+    across = torch.empty(1, 3, height, shape[1])  # filled in place: no pile of small pieces between big strips
+    for y in range(0, height, rows):
+        strip = _array_to_chw(rgb[y:y + rows]).unsqueeze(0)
+        across[:, :, y:y + strip.shape[2]] = _antialiased(strip, (strip.shape[2], shape[1]))
     return _antialiased(across, shape).clamp(0, 1)
 
 
@@ -329,8 +334,8 @@ def upsample_blocks(raw: torch.Tensor, size: tuple[int, int], max_values: int | 
 
     One block, ``F.interpolate`` as evaluation uses it, when the map has at most ``max_values`` values
     (default :data:`MAX_BLOCK_VALUES`); larger maps are upsampled down the columns to (H, w) once, then
-    across in strips of rows (the same weights; equal to one block within float rounding, ~1e-6), so a
-    huge map is never made whole.
+    across in strips of at most :data:`STRIP_VALUES` values (the same weights; equal to one block within
+    float rounding, ~1e-6), so a huge raw map is never made whole.
     """
     max_values = MAX_BLOCK_VALUES if max_values is None else max_values
     height, width = size
@@ -339,7 +344,7 @@ def upsample_blocks(raw: torch.Tensor, size: tuple[int, int], max_values: int | 
         yield slice(0, height), _bilinear(raw, size)
         return
     tall = _bilinear(raw, (height, w))
-    step = max(1, max_values // (b * c * width))
+    step = max(1, min(max_values, STRIP_VALUES) // (b * c * width))
     for y in range(0, height, step):
         strip = tall[:, :, y:y + step]
         yield slice(y, y + strip.shape[2]), _bilinear(strip, (strip.shape[2], width))
@@ -361,10 +366,34 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise DatasetError(f"image '{path}' does not exist or is not a file; pass the path of an image file")
     try:
-        return load_rgb(path)
+        rgb = _rgb8_by_strips(path)
+        return rgb if rgb is not None else load_rgb(path)
     except UnreadableFile as err:
         raise DatasetError(f"image '{path}' cannot be read ({err.reason}); pass a PNG/JPEG/... picture that "
                            "Pillow can open") from None
+
+
+def _rgb8_by_strips(path: Path, rows: int = 16 * STRIP_ROWS) -> np.ndarray | None:
+    """An 8-bit RGB picture (a JPEG, an 8-bit PNG, ...) as (H, W, 3) uint8, copied out of Pillow ``rows`` rows
+    at a time (no whole-picture temporaries besides Pillow's own); None for other pictures and for files
+    that fail here (:func:`load_rgb` reads those and names the problem)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE and needs_png16(path):
+                return None
+        from PIL import Image
+
+        with Image.open(path) as img:
+            if img.mode != "RGB":
+                return None
+            img.load()
+            width, height = img.size
+            out = np.empty((height, width, 3), np.uint8)
+            for y in range(0, height, rows):
+                out[y:y + rows] = np.asarray(img.crop((0, y, width, min(height, y + rows))))
+            return out
+    except Exception:  # noqa: BLE001 -- any decoding problem: load_rgb reports it
+        return None
 
 
 def _array_to_chw(a: np.ndarray) -> torch.Tensor:

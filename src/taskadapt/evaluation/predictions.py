@@ -43,7 +43,7 @@ from taskadapt.viz import contact_sheet
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 GLOB_CHARS = "*?["
 PROBABILITY_TASKS = ("edge", "saliency")
-PICTURE_ROWS = 512  # rows of a prediction coloured at a time
+PICTURE_ROWS = 128  # rows of a prediction coloured at a time
 SHEET_SIDE = 512  # the long side of the pictures on a sheet (larger ones are subsampled)
 
 
@@ -110,14 +110,17 @@ class _Style:
     depth_range: tuple[float, float] | None = None
 
 
-def _picture(value: np.ndarray, style: _Style) -> np.ndarray:
-    """(H, W) / (H, W, 3) prediction -> (H, W, 3) uint8: the task's ``visualize``, drawn in row strips."""
-    out = np.empty((*value.shape[:2], 3), np.uint8)
+def _picture(value: np.ndarray, style: _Style) -> Any:
+    """(H, W) / (H, W, 3) prediction -> an RGB PIL image of the task's ``visualize``, drawn and pasted in row
+    strips (no whole-picture array besides the image)."""
+    from PIL import Image
+
+    picture = Image.new("RGB", (value.shape[1], value.shape[0]))
     for y in range(0, value.shape[0], PICTURE_ROWS):
         part = value[y:y + PICTURE_ROWS]
-        out[y:y + PICTURE_ROWS] = style.spec.visualize(_sample_convention(part), style.num_classes,
-                                                       depth_range=style.depth_range)
-    return out
+        rgb = style.spec.visualize(_sample_convention(part), style.num_classes, depth_range=style.depth_range)
+        picture.paste(Image.fromarray(rgb), (0, y))
+    return picture
 
 
 def _probability8(value: np.ndarray, style: _Style) -> np.ndarray:
@@ -148,7 +151,7 @@ def _float32(value: np.ndarray, style: _Style) -> np.ndarray:
     return np.ascontiguousarray(value, dtype=np.float32)
 
 
-Converter = Callable[[np.ndarray, _Style], np.ndarray]
+Converter = Callable[[np.ndarray, _Style], Any]  # -> an array or a PIL image
 
 
 def task_files(task: str) -> dict[str, Converter]:
@@ -176,15 +179,16 @@ def _refuse_existing(paths: Sequence[Path]) -> None:
                               "or choose another --out folder")
 
 
-def _write(path: Path, array: np.ndarray) -> Path:
-    """``array`` to ``path`` atomically: ``.npy`` with ``np.save``, else a PNG (uint8 RGB / grey, uint16 grey)."""
+def _write(path: Path, array: Any) -> Path:
+    """An array or PIL image to ``path`` atomically: ``.npy`` with ``np.save``, else a PNG (uint8 RGB / grey,
+    uint16 grey)."""
     with atomic_open(path, "wb") as f:
         if path.suffix == ".npy":
             np.save(f, array, allow_pickle=False)
         else:
             from PIL import Image
 
-            Image.fromarray(array).save(f, format="PNG")
+            (array if isinstance(array, Image.Image) else Image.fromarray(array)).save(f, format="PNG")
     return path
 
 
