@@ -272,3 +272,24 @@ def test_init_from_another_method_is_one_error(tiny_run, tmp_path, capsys):
     code, err = _run(["train", *overrides, "model.method=lora", f"train.init_from={last}",
                       f"out_dir={tmp_path / 'l'}"], capsys)
     assert code == 2 and "same method and backbone" in err and "adapters" in err
+
+
+# -- 6. wide boundary labels ---------------------------------------------------------------------------------------
+
+def test_nyud_boundaries_are_thinned_before_matching():
+    from taskadapt.data.datasets import edge_thin_targets
+    from taskadapt.evaluation import make_metrics
+
+    nyud = load_config(None, ["data.format=nyud", "data.root=/x"]).data
+    scenes = load_config(None, []).data
+    assert edge_thin_targets(nyud) and not edge_thin_targets(scenes)
+    wide = torch.zeros(1, 1, 40, 40)
+    wide[..., 18:21, 5:35] = 1.0  # a 3-px-wide true line, as NYUD draws them
+    thin = torch.zeros(1, 1, 40, 40)
+    thin[..., 19, 5:35] = 1.0  # the prediction: one 1-px line on its centre
+    scores = {}
+    for flag in (False, True):
+        metric = make_metrics(["edge"], {}, edge_thin_targets=flag)["edge"]
+        metric.update(thin, wide)
+        scores[flag] = float(metric.compute()["odsF"])
+    assert scores[True] > 0.95 and scores[False] < 0.8  # thinning also trims the line's ends by a pixel

@@ -25,10 +25,11 @@ def _to_size(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def make_metrics(tasks: Iterable[str], num_classes: Mapping[str, int], edge_exact: bool = True,
-                 edge_tolerance: float | None = None) -> dict:
+                 edge_tolerance: float | None = None, edge_thin_targets: bool = False) -> dict:
     """task -> a fresh metric; boundary tasks match at ``edge_tolerance`` (None: the metric's default),
     exactly or approximately."""
     return {task: get_task(task).make_metric(num_classes.get(task), boundary_tolerance=edge_tolerance,
+                                             thin_boundary_targets=edge_thin_targets,
                                              exact=edge_exact) for task in tasks}
 
 
@@ -49,12 +50,13 @@ class OnDevice(torch.nn.Module):
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader: Iterable[dict], tasks: list[str], num_classes: Mapping[str, int],
              loss_fn: MultiTaskLoss | None = None, edge_exact: bool = True, edge_tolerance: float | None = None,
+             edge_thin_targets: bool = False,
              progress: bool = False, description: str = "evaluating") -> dict:
     """Returns ``{"metrics": {task: {name: float}}, "per_class": {task: {name: [float per class]}},
     "loss": float | None, "images": int}`` (``per_class``: the metrics' vector values, e.g. segmentation IoU)."""
     was_training = model.training
     model.eval()
-    metrics = make_metrics(tasks, num_classes, edge_exact, edge_tolerance)
+    metrics = make_metrics(tasks, num_classes, edge_exact, edge_tolerance, edge_thin_targets)
     specs = {t: get_task(t) for t in tasks}
     loss_sum, loss_images, images = 0.0, 0, 0
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

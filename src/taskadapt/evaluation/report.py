@@ -50,7 +50,8 @@ def report_markdown(doc: dict[str, Any]) -> str:
     if doc.get("edge_matcher"):
         e = doc["edge_matcher"]
         kind = "exact one-to-one (max-cardinality bipartite)" if e["exact"] else "approximate (distance transform)"
-        lines.append(f"| edge matcher | {kind}, tolerance {e['tolerance']} of the image diagonal |")
+        thin = "; true boundaries thinned to 1 px first" if e.get("thin_targets") else ""
+        lines.append(f"| edge matcher | {kind}, tolerance {e['tolerance']} of the image diagonal{thin} |")
     lines.append(f"| taskadapt | {doc.get('taskadapt_version', __version__)} |")
     lines += ["", "The primary metric of each task (used for model selection and Δm) is in **bold**; "
               "↑ = higher is better, ↓ = lower is better.", ""]

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from taskadapt.data.datasets import dataset_root, edge_tolerance
+from taskadapt.data.datasets import dataset_root, edge_thin_targets, edge_tolerance
 from taskadapt.distributed import cleanup, init_from_env, is_main_process
 from taskadapt.errors import DatasetError
 from taskadapt.evaluation.loaders import CheckedLabels, eval_loader, open_split
@@ -75,7 +75,7 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
         if trained is not None and trained != k:
             raise DatasetError(f"'{root}' has {k} {task} classes but the checkpoint predicts {trained}; "
                                "evaluate on a dataset with the classes it was trained on")
-    tolerance = edge_tolerance(section)
+    tolerance, thin = edge_tolerance(section), edge_thin_targets(section)
     info = init_from_env(device or run.config.train.device)
     try:
         model = OnDevice(run.build_model(info.device), info.device)
@@ -83,6 +83,7 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
                              batch_size or run.config.data.batch_size,
                              rank=info.rank, world=info.world)
         results = evaluate(model, loader, tasks, run.num_classes, edge_exact=exact_edges, edge_tolerance=tolerance,
+                           edge_thin_targets=thin,
                            progress=progress and info.is_main, description=description or f"evaluating {split}")
     finally:
         cleanup(info)
@@ -92,7 +93,7 @@ def evaluate_run(run: Run, section: Any = None, split: str | None = None, tasks:
     return {"metrics": results["metrics"], "per_class": per_class, "images": results["images"], "tasks": tasks,
             "split": split,
             "dataset": {"root": str(root), "format": section.format, "split": split},
-            "edge_tolerance": tolerance, "exact_edges": exact_edges}
+            "edge_tolerance": tolerance, "edge_thin_targets": thin, "exact_edges": exact_edges}
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, format: str | None = None,
@@ -128,7 +129,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
         "images": result["images"],
         "input_size": run.input_size,
         "edge_matcher": ({"exact": True, "tolerance": result["edge_tolerance"],
-                          "unit": "fraction of the image diagonal"} if boundary else None),
+                          "unit": "fraction of the image diagonal", "thin_targets": result["edge_thin_targets"]}
+                         if boundary else None),
         "metrics": result["metrics"],
         "per_class": result["per_class"],
         "primary": primary,

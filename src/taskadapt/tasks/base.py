@@ -142,13 +142,15 @@ class TaskSpec(abc.ABC):
         return tuple(self.metric_class.shown)
 
     def make_metric(self, num_classes: int | None = None, *, boundary_tolerance: float | None = None,
-                    exact: bool = True) -> Metric:
+                    exact: bool = True, thin_boundary_targets: bool = False) -> Metric:
         """A fresh ``metric_class`` instance fed with ``update(postprocess(pred), target)``.
 
         Every task takes the same arguments, so callers never branch on the task; each uses only
         what concerns it. ``num_classes``: K of class-map tasks. ``boundary_tolerance``: maxDist
         of boundary matching as a fraction of the image diagonal (None: the metric's default).
         ``exact``: exact one-to-one boundary matching (False: the approximate matcher).
+        ``thin_boundary_targets``: thin true boundaries to 1 px before matching (datasets whose boundary
+        labels are wider, as NYUD's).
         """
         return self.metric_class()
 

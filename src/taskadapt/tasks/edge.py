@@ -69,13 +69,14 @@ class EdgeTask(TaskSpec):
         return torch.sigmoid(pred)
 
     def make_metric(self, num_classes: int | None = None, *, boundary_tolerance: float | None = None,
-                    exact: bool = True) -> Metric:
+                    exact: bool = True, thin_boundary_targets: bool = False) -> Metric:
         """:class:`~taskadapt.metrics.EdgeMetric` with maxDist = ``boundary_tolerance`` x the image
         diagonal (None: the metric's default, 0.011 as NYUD; pass 0.0075 for PASCAL) and the exact
-        one-to-one matcher unless ``exact=False``. ``num_classes`` is ignored."""
+        one-to-one matcher unless ``exact=False``; ``thin_boundary_targets`` thins the true boundaries first.
+        ``num_classes`` is ignored."""
         if boundary_tolerance is None:
-            return self.metric_class(exact=exact)
-        return self.metric_class(tolerance=boundary_tolerance, exact=exact)
+            return self.metric_class(exact=exact, thin_targets=thin_boundary_targets)
+        return self.metric_class(tolerance=boundary_tolerance, exact=exact, thin_targets=thin_boundary_targets)
 
     def visualize(self, value: torch.Tensor | np.ndarray, num_classes: int | None = None, *,
                   depth_range: tuple[float, float] | None = None) -> np.ndarray:

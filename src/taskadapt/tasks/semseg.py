@@ -89,7 +89,7 @@ class ClassMapTask(TaskSpec):
         return pred.argmax(dim=1)
 
     def make_metric(self, num_classes: int | None = None, *, boundary_tolerance: float | None = None,
-                    exact: bool = True) -> Metric:
+                    exact: bool = True, thin_boundary_targets: bool = False) -> Metric:
         """:class:`~taskadapt.metrics.SegmentationMetric` over K classes, 255 ignored (K: ``num_classes``,
         else ``default_num_classes``; neither is a ConfigError). The boundary options are ignored."""
         k = self.num_classes(num_classes)

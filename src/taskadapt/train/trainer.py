@@ -40,7 +40,7 @@ from taskadapt.config import (
     to_yaml,
     validate,
 )
-from taskadapt.data.datasets import dataset_root, edge_tolerance
+from taskadapt.data.datasets import dataset_root, edge_thin_targets, edge_tolerance
 from taskadapt.distributed import DistInfo, barrier, cleanup, init_from_env, unwrap
 from taskadapt.errors import ConfigError, TaskadaptError
 from taskadapt.evaluation.loop import evaluate
@@ -395,7 +395,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
                                   **{f"loss/{t}": v for t, v in per_task.items()}, **extra_logs})
             if step % cfg.train.eval_every == 0 or step == total:
                 result = evaluate(inner, val_loader, list(cfg.data.tasks), data.num_classes, loss_fn,
-                                  edge_exact=False, edge_tolerance=edge_tolerance(cfg.data))
+                                  edge_exact=False, edge_tolerance=edge_tolerance(cfg.data),
+                                  edge_thin_targets=edge_thin_targets(cfg.data))
                 logger.log_eval(step, result)
                 if result["loss"] is not None and result["loss"] < best_loss:
                     best_loss, best_metrics = result["loss"], {"step": step, "val_loss": result["loss"],

@@ -92,6 +92,11 @@ def edge_tolerance(section: Any) -> float:
     return float(explicit) if explicit is not None else get_dataset_class(section.format).EDGE_TOLERANCE
 
 
+def edge_thin_targets(section: Any) -> bool:
+    """Whether the section's boundary labels are thinned to 1 px before matching (the format says)."""
+    return get_dataset_class(section.format).EDGE_THIN_TARGETS
+
+
 def class_names_of(section: Any, tasks: Sequence[str]) -> dict[str, list[str]]:
     """Class names of the class-map tasks of a section's dataset (no sample is read)."""
     return get_dataset_class(section.format).class_names_of(section, tasks)
@@ -110,6 +115,7 @@ __all__ = [
     "create_dataset",
     "dataset_root",
     "describe",
+    "edge_thin_targets",
     "edge_tolerance",
     "get_dataset_class",
     "list_formats",

@@ -71,6 +71,9 @@ class MultiTaskDataset(Dataset):
     #: the BSDS boundary match tolerance of this dataset, as a fraction of the image diagonal
     #: (metrics-and-datasets §4.6: 0.011 for NYUD and the datasets scored like it, 0.0075 PASCAL-Context)
     EDGE_TOLERANCE: ClassVar[float] = 0.011
+    #: the dataset's boundary labels are wider than 1 px, so they are thinned before matching (BSDS matches
+    #: thin boundaries; NYUD's are 2-3 px wide and would halve the F-score)
+    EDGE_THIN_TARGETS: ClassVar[bool] = False
 
     def __init__(
         self,

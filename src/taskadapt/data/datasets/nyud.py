@@ -60,6 +60,7 @@ class NYUDDataset(MultiTaskDataset):
     """
 
     FORMAT = "nyud"
+    EDGE_THIN_TARGETS = True  # NYUD's edge maps (from segment boundaries) are 2-3 px wide
     TASKS = ("semseg", "depth", "normals", "edge")
     SOURCE = ("NYUD_MT.tgz (MTL-PyTorch / ATRC-HEAD / MTLoRA; Google Drive id "
               "14EAEMXmd3zs2hIMY63UhHPSFPDAkiTzw) or NYUDv2.tar.gz (ATRC / InvPT), both derived from "

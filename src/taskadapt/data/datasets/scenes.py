@@ -36,6 +36,7 @@ class ScenesDataset(NYUDDataset):
 
     FORMAT = "scenes"
     GENERATED = True
+    EDGE_THIN_TARGETS = False  # the generator draws 1-px boundaries
     SOURCE = ("`taskadapt data make-scenes --out <root>`, or written on first use by any command reading a "
               "config with data.format=scenes")
     LAYOUT = NYUDDataset.LAYOUT.rstrip().rstrip('"').rstrip() + """
