@@ -155,7 +155,8 @@ class Predictor:
 
     def predict_iter(self, image: ImageInput, *, mode: str = "squash", batch_size: int = 16
                      ) -> Iterator[tuple[str, np.ndarray]]:
-        """:meth:`predict`, one task at a time: yields ``(task, array)`` in the order of :attr:`tasks`.
+        """:meth:`predict`, one task at a time: yields ``(task, array)`` in the model's output order (that of
+        :attr:`tasks`).
 
         The model runs once, before the first task; each task's full-size map is made only when it is
         asked for, so a caller that writes and drops it holds one task's full-size map at a time.

@@ -148,6 +148,7 @@ def _depth_mm(value: np.ndarray, style: _Style) -> np.ndarray:
 
 
 def _float32(value: np.ndarray, style: _Style) -> np.ndarray:
+    """The prediction as a C-contiguous float32 array ((H, W) or (H, W, 3)), as ``.npy`` stores it."""
     return np.ascontiguousarray(value, dtype=np.float32)
 
 
