@@ -293,3 +293,21 @@ def test_nyud_boundaries_are_thinned_before_matching():
         metric.update(thin, wide)
         scores[flag] = float(metric.compute()["odsF"])
     assert scores[True] > 0.95 and scores[False] < 0.8  # thinning also trims the line's ends by a pixel
+
+
+# -- the same cases as a user types them ----------------------------------------------------------------------------
+
+def test_dict_entry_overrides_through_the_cli(capsys):
+    code = main(["config", "show", "model.loss_weights.semseg=2", "model.backbone_kwargs.depth=6"])
+    out = capsys.readouterr().out
+    assert code == 0 and "semseg: 2.0" in out and "depth: 6" in out
+
+
+def test_predict_reads_a_16_bit_grey_picture_through_the_cli(tiny_run, tmp_path):
+    base, _ = tiny_run
+    values = (np.arange(32 * 48).reshape(32, 48) * 40).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    last = base / "run" / "checkpoints" / "last.safetensors"
+    assert main(["predict", str(last), str(tmp_path / "g16.png"), "--out", str(tmp_path / "p")]) == 0
+    depth = np.load(tmp_path / "p" / "g16_depth.npy")
+    assert depth.shape == (32, 48) and np.isfinite(depth).all()
