@@ -5,8 +5,10 @@
     out = p.predict("photo.jpg")      # {"semseg": (H, W) int64, "depth": (H, W) float32, ...}
     p.tasks, p.num_classes, p.class_names, p.affinity
 
-``predict`` takes any RGB picture of any size, runs the model at the size it was trained for and
-returns every task's prediction at the picture's own size, in plain NumPy:
+``predict`` takes an RGB picture (8- or 16-bit), runs the model at the size it was trained for -- the
+picture squashed to that square (``mode="squash"``, what evaluation does) or, with ``mode="keep"``, its
+short side resized and overlapping square windows averaged -- and returns every task's prediction at the
+picture's own size, in plain NumPy:
 
 ========  ==========================  ==========================================
 task      array                       meaning
