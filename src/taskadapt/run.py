@@ -45,8 +45,8 @@ class Run:
     """A checkpoint written by ``taskadapt train``: ``path`` and its JSON header ``meta``.
 
     Properties read the header: ``config`` (with ``model.pretrained`` cleared), ``tasks`` (predicted),
-    ``trained_tasks`` (labelled in the run), ``num_classes``, ``class_names`` (as stored), ``method``,
-    ``backbone``, ``step``, ``metrics``, ``affinity`` (the TROA matrix or None) and ``input_size``.
+    ``num_classes``, ``class_names`` (as stored), ``method``, ``backbone``, ``step``, ``affinity`` (the TROA
+    matrix or None) and ``input_size``; ``meta`` holds the rest (metrics, versions, trained tasks).
     """
 
     path: Path
@@ -65,10 +65,6 @@ class Run:
     @property
     def tasks(self) -> list[str]:
         return list(self.meta.get("tasks") or self.config.model_tasks())
-
-    @property
-    def trained_tasks(self) -> list[str]:
-        return list(self.meta.get("trained_tasks") or self.config.data.tasks)
 
     @property
     def num_classes(self) -> dict[str, int]:
@@ -92,10 +88,6 @@ class Run:
     @property
     def step(self) -> int:
         return int(self.meta.get("step") or 0)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.meta.get("metrics") or {})
 
     @property
     def affinity(self) -> np.ndarray | None:
