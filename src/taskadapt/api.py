@@ -69,17 +69,22 @@ STRIP_VALUES = 1 << 22  # values of one such strip (16 MiB of float32)
 STRIP_ROWS = 64  # rows of a uint8 picture converted to float at a time while it is shrunk
 
 
-def load(path: str | os.PathLike, device: str | torch.device | None = None) -> Predictor:
-    """Load a checkpoint written by ``taskadapt train`` (its ``.safetensors`` file) for inference.
+def load(path: str | os.PathLike, device: str | torch.device | None = None, *,
+         backbone_weights: str | os.PathLike | None = None) -> Predictor:
+    """Load a checkpoint written by ``taskadapt train`` (its ``.safetensors`` file), an adapter-only checkpoint
+    (``taskadapt save-adapters``) or a model on the Hugging Face hub (``"hf-hub:OWNER/REPO"``, written by
+    ``taskadapt push``) for inference.
 
     The model is rebuilt from the configuration stored in the checkpoint (``model.pretrained`` is
     ignored: the weights come from the checkpoint) and its weights are loaded with strict key and
-    shape checking. ``device``: ``auto`` (default: CUDA when available, else CPU), ``cpu``, ``cuda`` or
-    ``cuda:N``; asking for CUDA on a machine without it is a ConfigError. A missing, corrupt or foreign file
-    raises :class:`~taskadapt.errors.CheckpointError`.
+    shape checking. An adapter-only checkpoint's frozen backbone comes from the weights its header names
+    (bundled, a hub id or a file), or from ``backbone_weights`` -- the same weights elsewhere (SHA-256
+    checked). ``device``: ``auto`` (default: CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``;
+    asking for CUDA on a machine without it is a ConfigError. A missing, corrupt or foreign file raises
+    :class:`~taskadapt.errors.CheckpointError`.
     """
     target = resolve_device(device)  # before the work: a wrong device fails fast
-    run = Run.open(path)
+    run = Run.open(path, backbone_weights)
     return Predictor(run.build_model(target), run)
 
 

@@ -8,14 +8,23 @@ A checkpoint ``NAME`` is two files in the run's ``checkpoints/`` folder:
 * ``NAME.state.pt`` -- optimizer, scheduler and data position, saved with ``torch.save`` in a form that
   ``torch.load(weights_only=True)`` accepts (tensors, numbers, strings, lists, dicts).
 
+An **adapter-only** checkpoint (``taskadapt save-adapters``, :mod:`taskadapt.sharing.adapters_only`) is the
+same ``.safetensors`` file without the tensors the backbone's pretrained weights give unchanged
+(:meth:`~taskadapt.models.network.TaskNetwork.frozen_pretrained_keys`). Its header adds ``contents:
+"adapters"``, ``backbone_weights`` (where those weights come from and their SHA-256) and ``frozen`` (how many
+tensors were left out and the digest of their values, :func:`tensor_digest`), so that loading can rebuild
+them and prove they are the same.
+
 Both are written atomically (temp file, fsync, rename), the training state first, so a crash never
 leaves a half-written file in place of a good one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +39,40 @@ from taskadapt.version import __version__
 
 FORMAT = "taskadapt-checkpoint"
 FORMAT_VERSION = 1
+#: the header's ``contents``: every tensor, or all but the frozen pretrained backbone weights
+FULL, ADAPTERS = "full", "adapters"
 
 
-def _plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def plain_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as stored: on the CPU, floating tensors in float32, contiguous."""
     module = unwrap(model)
     return {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
             for k, v in module.state_dict().items()}
 
 
+def tensor_digest(state: Mapping[str, torch.Tensor], keys: Collection[str]) -> str:
+    """SHA-256 over ``keys`` (sorted) of ``state``: each key's name, dtype, shape and bytes as stored."""
+    digest = hashlib.sha256()
+    for key in sorted(keys):
+        value = state[key].detach().to("cpu", torch.float32 if state[key].is_floating_point() else state[key].dtype)
+        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.contiguous().view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, meta: dict[str, Any],
-                    train_state: dict[str, Any] | None = None) -> Path:
-    """Write ``path`` (``.safetensors``) and, if given, ``path`` with ``.state.pt`` beside it."""
+                    train_state: dict[str, Any] | None = None, *, leave_out: Collection[str] = ()) -> Path:
+    """Write ``path`` (``.safetensors``) and, if given, ``path`` with ``.state.pt`` beside it. Tensors named
+    in ``leave_out`` are not stored (an adapter-only checkpoint; ``meta`` then says how to rebuild them)."""
     path = Path(path)
     if train_state is not None:
         with atomic_open(state_path(path), "wb") as f:
             torch.save(train_state, f)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "taskadapt_version": __version__,
-              "torch_version": torch.__version__, **meta}
-    blob = save(_plain_state(model), metadata={"taskadapt": json.dumps(header)})
+              "torch_version": torch.__version__, "contents": FULL, **meta}
+    dropped = set(leave_out)
+    state = {k: v for k, v in plain_state(model).items() if k not in dropped}
+    blob = save(state, metadata={"taskadapt": json.dumps(header)})
     with atomic_open(path, "wb") as f:
         f.write(blob)
     return path
@@ -102,13 +127,16 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
                               "or not written by taskadapt") from None
 
 
-def restore_model(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load a checkpoint's weights into ``model`` with strict key checking."""
+def restore_model(model: torch.nn.Module, path: str | os.PathLike, rebuilt: Collection[str] = ()) -> None:
+    """Load a checkpoint's weights into ``model`` with strict key checking; keys in ``rebuilt`` (the frozen
+    weights an adapter-only checkpoint leaves out) must be absent from the file and stay as they are."""
     module = unwrap(model)
     state = load_weights(path)
     result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    missing = sorted(set(result.missing_keys) - set(rebuilt))
+    unexpected = sorted(set(result.unexpected_keys) | (set(rebuilt) & set(state)))
+    if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint '{path}' does not fit this model: missing {result.missing_keys[:4]}, unexpected "
-            f"{result.unexpected_keys[:4]}; was it trained with another backbone, method or task list?"
+            f"checkpoint '{path}' does not fit this model: missing {missing[:4]}, unexpected "
+            f"{unexpected[:4]}; was it trained with another backbone, method or task list?"
         )

@@ -7,6 +7,7 @@ error is a :class:`~taskadapt.errors.TaskadaptError`: printed on one line, exit 
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -145,7 +146,7 @@ def train_cmd(
         cfg, checkpoint, changed = resume_config(resume, config, overrides)
         if changed and _is_main_process():
             console.print("[yellow]resuming with changed settings[/yellow]: " + _e("; ".join(changed)))
-    result = train(cfg, resume=checkpoint, progress=True)
+    result = train(cfg, resume=checkpoint, progress=True, command=_command("train"))
     if _is_main_process():
         console.print(f"[green]done[/green]: {_e(result.step)} steps in {result.seconds:.0f} s; best checkpoint "
                       f"{_e(result.best)}, last {_e(result.last)}")
@@ -253,6 +254,77 @@ def eval_real_cmd(
     for s in doc["skipped"]:
         console.print(f"[yellow]skipped[/yellow] {_e(s['root'])}: {_e(s['reason'])}")
     console.print(f"wrote {_e(doc['files']['metrics'])} and {_e(doc['files']['report'])}")
+
+
+@app.command("save-adapters")
+def save_adapters_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A full .safetensors checkpoint from `taskadapt train`.")],
+    out: Annotated[Path | None, typer.Option(help="File to write (default: <name>.adapters.safetensors beside it).")
+                   ] = None,
+    backbone_weights: Annotated[str | None, typer.Option(
+        help="The backbone's pretrained weights (file, hf-hub:<repo> or 'bundled') when the run's "
+             "model.pretrained does not point at them here.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+) -> None:
+    """Write the adapter-only checkpoint: what training changed, without the frozen backbone (rebuilt on load)."""
+    from taskadapt.sharing.adapters_only import save_adapters
+
+    r = save_adapters(checkpoint, out, backbone_weights=backbone_weights, overwrite=overwrite)
+    console.print(f"[green]wrote[/green] {_e(r.path)}: {r.bytes:,} bytes, {100 * r.fraction:.1f} % of the full "
+                  f"checkpoint ({r.full_bytes:,}); {r.tensors} tensors stored, {r.left_out} frozen backbone tensors "
+                  f"rebuilt on load from {_e(r.backbone_weights['kind'])} weights {_e(r.backbone_weights['source'])}")
+
+
+@app.command("push")
+def push_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],
+    repo_id: Annotated[str, typer.Argument(help="Hub repository OWNER/NAME (created if missing).")],
+    full: Annotated[bool, typer.Option(help="Upload the full checkpoint instead of the adapter-only one.")] = False,
+    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+    local_dir: Annotated[Path | None, typer.Option(
+        help="Keep the repository's files in this folder (with --dry-run: only write them there).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Write the repository to --local-dir and upload nothing.")] = False,
+    backbone_weights: Annotated[str | None, typer.Option(
+        help="The backbone's pretrained weights when the run's model.pretrained does not point at them here.")
+    ] = None,
+) -> None:
+    """Publish a model on the Hugging Face hub: adapter-only checkpoint, model card and config."""
+    from taskadapt.errors import ConfigError
+    from taskadapt.sharing.publish import push, write_repo
+
+    if dry_run:
+        if local_dir is None:
+            raise ConfigError("--dry-run writes the repository to --local-dir; pass --local-dir <folder>")
+        layout = write_repo(checkpoint, local_dir, repo_id, full=full, backbone_weights=backbone_weights)
+        console.print(f"wrote {_e(layout.folder)} ({_e(layout.bytes)} bytes of checkpoint, "
+                      f"{'adapter-only' if layout.adapters_only else 'full'}); nothing uploaded")
+        return
+    url = push(checkpoint, repo_id, full=full, private=private, backbone_weights=backbone_weights,
+               local_dir=local_dir)
+    console.print(f"[green]pushed[/green] {_e(url)}; load it with taskadapt.load(\"hf-hub:{_e(repo_id)}\")")
+
+
+@app.command("extend")
+def extend_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="The trained model's .safetensors checkpoint.")],
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="key=value overrides of the run's config (e.g. data.root=..., train.steps=200).")] = None,
+    task: Annotated[list[str], typer.Option(help="Task to add (repeat for several).")] = ...,
+    out: Annotated[Path, typer.Option(help="Output folder of the extended run.")] = ...,
+    config: Annotated[Path | None, typer.Option(help="A config file instead of the run's own config.")] = None,
+) -> None:
+    """Add a task to a trained model: only its embedding, head (and decoder) train; old tasks stay bit-identical."""
+    from taskadapt.train.extend import compare_old_tasks, extend_config, probe_images
+    from taskadapt.train.trainer import train
+
+    cfg = extend_config(checkpoint, task, out, config, overrides or [])
+    result = train(cfg, progress=True, command=_command("extend"))
+    if _is_main_process():
+        check = compare_old_tasks(checkpoint, result.last, probe_images(cfg))
+        verdict = "bit-identical" if check.identical else "[red]CHANGED[/red]"
+        console.print(f"[green]done[/green]: {_e(', '.join(task))} added in {_e(result.step)} steps; checkpoint "
+                      f"{_e(result.best or result.last)}. Old tasks on {check.images} validation images: {verdict} "
+                      f"(max |diff| {_e(check.max_abs_diff)})")
 
 
 @app.command("predict")
@@ -404,7 +476,7 @@ def pretrain_cmd(
 
     if minutes is None and steps is None:
         raise ConfigError("give a budget: --minutes M or --steps N (the shipped weights: see docs/pretraining.md)")
-    command = " ".join(["taskadapt", "pretrain", *sys.argv[2:]]) if len(sys.argv) > 1 else "taskadapt pretrain"
+    command = _command("pretrain")
     path = pretrain(out, minutes=minutes, steps=steps, seed=seed, batch_size=batch_size, lr=lr,
                     visible_weight=visible_weight, init_from=init_from,
                     figure=str(figure) if figure else None, command=command, overwrite=overwrite)
@@ -471,6 +543,11 @@ def info() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def _command(name: str) -> str:
+    """The command line of this subcommand, as a user would type it (kept in checkpoints and model cards)."""
+    return shlex.join(["taskadapt", name, *sys.argv[2:]]) if len(sys.argv) > 1 else f"taskadapt {name}"
 
 
 def _e(value: object) -> str:

@@ -37,7 +37,8 @@ DEMO = [
     "data.scenes.train=2000", "data.scenes.val=0", "data.scenes.test=200", "data.crop_size=64",
     "data.batch_size=32", "data.cache=true", "data.augment.scale_min=0.8", "data.augment.scale_max=1.25",
     "model.backbone=vit_tiny_patch8_64", "model.pretrained=bundled", "model.method=adapters",
-    "model.decoder_channels=64", "train.steps=400", "train.lr=2e-3", "train.warmup_steps=20",
+    "model.decoder_channels=64", "model.decoder=per_task", "model.decoder_conv=separable", "model.prefix_lora=true",
+    "train.steps=400", "train.lr=2e-3", "train.warmup_steps=20",
     "train.eval_every=200", "train.checkpoint_every=200", "train.val_max_images=128", "train.log_every=10",
 ]
 

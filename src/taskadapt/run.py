@@ -21,18 +21,22 @@ import torch
 
 from taskadapt import checkpoint as ckpt
 from taskadapt.config import Config, build_config
+from taskadapt.distributed import unwrap
 from taskadapt.errors import CheckpointError, TaskadaptError
 from taskadapt.models import create_model
+from taskadapt.models.backbones.pretrained import resolve_weights
 from taskadapt.models.network import TaskNetwork
+from taskadapt.sharing.hub import checkpoint_from_hub, is_hub_id
 
 
-def _config_from_meta(meta: dict[str, Any], path: Path) -> Config:
-    """The run's configuration with ``model.pretrained`` cleared: the checkpoint carries every weight."""
+def _config_from_meta(meta: dict[str, Any], path: Path, pretrained: str | None = None) -> Config:
+    """The run's configuration with ``model.pretrained`` cleared (the checkpoint carries every weight) or
+    set to ``pretrained`` (an adapter-only checkpoint's frozen backbone)."""
     layer = meta.get("config")
     if not isinstance(layer, dict):
         raise CheckpointError(f"checkpoint '{path}' has no configuration in its header; it was not written by "
                               "`taskadapt train` -- re-run training or pick another checkpoint")
-    layer = {**layer, "model": {**layer.get("model", {}), "pretrained": None}}
+    layer = {**layer, "model": {**layer.get("model", {}), "pretrained": pretrained}}
     try:
         return build_config(layer)
     except TaskadaptError as err:
@@ -51,12 +55,22 @@ class Run:
 
     path: Path
     meta: dict[str, Any]
+    #: adapter-only checkpoints: a file (or ``hf-hub:`` id) to take the frozen backbone from instead of the
+    #: one the header names (same SHA-256 required)
+    backbone_weights: str | os.PathLike | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> Run:
-        """Read the header of ``path``; a missing, corrupt or foreign file is a CheckpointError naming it."""
-        path = Path(path)
-        return cls(path, ckpt.read_meta(path))
+    def open(cls, path: str | os.PathLike, backbone_weights: str | os.PathLike | None = None) -> Run:
+        """Read the header of ``path`` -- a checkpoint file, or ``hf-hub:OWNER/REPO[@REVISION]`` (its
+        ``model.safetensors``, :mod:`taskadapt.sharing.hub`); a missing, corrupt or foreign file is a
+        CheckpointError naming it."""
+        path = checkpoint_from_hub(str(path)) if is_hub_id(path) else Path(path)
+        return cls(path, ckpt.read_meta(path), backbone_weights)
+
+    @property
+    def adapters_only(self) -> bool:
+        """True for an adapter-only checkpoint: the frozen backbone weights come from their own file."""
+        return self.meta.get("contents") == ckpt.ADAPTERS
 
     @cached_property
     def config(self) -> Config:
@@ -101,22 +115,60 @@ class Run:
 
     def build_model(self, device: str | torch.device | None = None) -> TaskNetwork:
         """The network of this run with the checkpoint's weights (strict), in eval mode, on ``device``
-        (default: CPU)."""
-        try:
-            model = create_model(self.config, num_classes=self.num_classes)
-        except TaskadaptError as err:
-            raise CheckpointError(f"cannot rebuild the model of checkpoint '{self.path}' ({err})") from None
+        (default: CPU). An adapter-only checkpoint's frozen backbone is rebuilt from its weights file, whose
+        SHA-256 is checked first."""
+        model = self.create_network()
         self.load_weights(model)
         return model.to(device or "cpu").eval()
 
-    def load_weights(self, model: torch.nn.Module) -> None:
-        """Load this checkpoint's weights into ``model`` with strict key and shape checking."""
+    def create_network(self) -> TaskNetwork:
+        """The network of this run before its checkpoint weights are loaded: freshly initialised, except an
+        adapter-only checkpoint's frozen backbone, rebuilt from its weights file (SHA-256 checked)."""
+        config = self.config
+        if self.adapters_only:
+            record = self.meta.get("backbone_weights")
+            if not isinstance(record, dict):
+                raise CheckpointError(f"adapter-only checkpoint '{self.path}' does not say where its backbone "
+                                      "weights come from (no 'backbone_weights' in its header); it is corrupt or "
+                                      "edited -- use the full checkpoint")
+            weights = resolve_weights(self.backbone, record, self.backbone_weights)
+            config = _config_from_meta(self.meta, self.path, pretrained=str(weights))
         try:
-            ckpt.restore_model(model, self.path)
+            model = create_model(config, num_classes=self.num_classes)
+        except TaskadaptError as err:
+            raise CheckpointError(f"cannot rebuild the model of checkpoint '{self.path}' ({err})") from None
+        return model
+
+    def load_weights(self, model: TaskNetwork) -> None:
+        """Load this checkpoint's weights into ``model`` with strict key and shape checking. For an adapter-only
+        checkpoint, ``model``'s frozen pretrained weights must be the ones it was trained with (digest)."""
+        rebuilt: set[str] = set()
+        if self.adapters_only:
+            rebuilt = unwrap(model).frozen_pretrained_keys()
+            self.check_frozen(unwrap(model), rebuilt)
+        try:
+            ckpt.restore_model(model, self.path, rebuilt)
         except RuntimeError as err:  # load_state_dict: same keys, other shapes
             first = str(err).strip().splitlines()[-1].strip()
             raise CheckpointError(f"checkpoint '{self.path}' does not fit this model ({first}); the file is corrupt "
                                   "or edited, or was trained with another backbone, method or task list") from None
+
+    def check_frozen(self, model: TaskNetwork, keys: set[str]) -> None:
+        """The frozen weights ``model`` holds are, bit for bit, those the adapters were trained on."""
+        frozen = self.meta.get("frozen") or {}
+        state = model.state_dict()
+        if len(keys) != frozen.get("tensors") or ckpt.tensor_digest(state, keys) != frozen.get("sha256"):
+            raise CheckpointError(
+                f"the frozen backbone of this model ({len(keys)} tensors) is not the one adapter-only checkpoint "
+                f"'{self.path}' was trained with ({frozen.get('tensors')} tensors, digest "
+                f"{str(frozen.get('sha256'))[:12]}...): other backbone weights, size or method. Load it with the "
+                "weights its header names (taskadapt.load does), or use the full checkpoint")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the model: the file's, plus for an adapter-only checkpoint the rebuilt backbone's."""
+        if self.adapters_only:
+            return ckpt.plain_state(self.build_model())
+        return ckpt.load_weights(self.path)
 
     def load_weights_for_tasks(self, model: TaskNetwork) -> list[str]:
         """Start ``model`` from this checkpoint although it predicts other tasks (``train.init_from``):
@@ -124,7 +176,7 @@ class Run:
         dropped (:meth:`TaskNetwork.load_task_state`). Returns the new tasks. The method and the backbone
         must be the same."""
         try:
-            return model.load_task_state(ckpt.load_weights(self.path), self.tasks)
+            return model.load_task_state(self.state_dict(), self.tasks)
         except (ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[-1].strip()
             raise CheckpointError(f"checkpoint '{self.path}' cannot start this model ({first}); start from a "

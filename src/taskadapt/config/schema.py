@@ -155,6 +155,10 @@ class ModelConfig:
     #: tasks the model predicts; null = data.tasks. Tasks listed here but not in data.tasks have no labels
     #: in this run: they are predicted zero-shot (their head and task embedding never train; docs/settings.md)
     tasks: list[str] | None = None
+    #: ours: task streams in groups, in model.tasks order; a task's conditioning mixes (TROA) only the tasks of
+    #: its own and earlier groups, so a group added later leaves the earlier tasks' outputs bit-identical
+    #: (``taskadapt extend``, docs/sharing.md); null = one group of every task
+    task_groups: list[list[str]] | None = None
 
 
 @dataclass
@@ -188,6 +192,9 @@ class TrainConfig:
     val_max_images: int = 0
     #: start from the weights of this checkpoint (e.g. a source-domain model); null = fresh adapters
     init_from: str | None = None
+    #: train only these tasks' own parameters (head, per-task decoder, task-embedding row); everything shared
+    #: and every other task stays as train.init_from left it (adding a task, ``taskadapt extend``); null = all
+    train_tasks: list[str] | None = None
     #: auto (this process's CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N
     device: str = "auto"
 

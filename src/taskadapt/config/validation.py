@@ -141,6 +141,12 @@ def validate(cfg: Config) -> None:
         if missing or len(set(m.tasks)) != len(m.tasks):
             raise ConfigError(f"config key 'model.tasks' {m.tasks} must list each task once and include every "
                               f"task of data.tasks {d.tasks} (missing: {missing}); or set model.tasks=null")
+    if m.task_groups is not None:
+        flat = [t for group in m.task_groups for t in group]
+        if flat != cfg.model_tasks() or any(not group for group in m.task_groups):
+            raise ConfigError(f"config key 'model.task_groups' {m.task_groups} must split the model's tasks "
+                              f"{cfg.model_tasks()} into non-empty groups, in that order; or set "
+                              "model.task_groups=null")
     for task, weight in m.loss_weights.items():
         if task not in cfg.model_tasks():
             raise ConfigError(f"config key 'model.loss_weights.{task}': '{task}' is not one of the model's tasks "
@@ -181,6 +187,16 @@ def _validate_run(cfg: Config) -> None:
         raise ConfigError(f"model.tasks has tasks without labels in this run ({zero_shot}) but train.init_from "
                           "is null: they would never learn. Start from a model that learned them "
                           "(train.init_from=<checkpoint>) or add them to data.tasks")
+    train_tasks = cfg.train.train_tasks
+    if train_tasks is not None:
+        unknown = [t for t in train_tasks if t not in cfg.model_tasks()]
+        if not train_tasks or unknown or len(set(train_tasks)) != len(train_tasks):
+            raise ConfigError(f"config key 'train.train_tasks' {train_tasks} must list, once each, some of the "
+                              f"model's tasks {cfg.model_tasks()}; or set train.train_tasks=null")
+        if cfg.train.init_from is None:
+            raise ConfigError("train.train_tasks trains only some tasks' own parameters and keeps everything "
+                              "else as train.init_from left it, but train.init_from is null; set it to the "
+                              "trained model's checkpoint")
     if cfg.adapt.enabled and cfg.adapt.target.crop_size != cfg.data.crop_size:
         raise ConfigError(f"adapt.target.crop_size {cfg.adapt.target.crop_size} differs from data.crop_size "
                           f"{cfg.data.crop_size}: source and target crops go through the network in one batch; "

@@ -22,6 +22,8 @@ class TaskConditioning:
 
     def __init__(self) -> None:
         self.w: torch.Tensor | None = None
+        #: the tasks (rows of per-task parameters) the current streams belong to; None: every task
+        self.rows: slice | None = None
 
     def get(self) -> torch.Tensor:
         if self.w is None:
@@ -74,7 +76,8 @@ class TaskScaledNorm(nn.Module):
         w = self._conditioning.get()  # (T, D)
         film = self.film(w)
         if self.task_offset is not None:
-            film = film + self.task_offset
+            rows = self._conditioning.rows
+            film = film + (self.task_offset if rows is None else self.task_offset[rows])
         gamma_t, beta_t = film.chunk(2, dim=-1)  # (T, C) each
         scale = (self.weight * (1 + gamma_t)).unsqueeze(1)  # (T, 1, C)
         shift = (self.bias + beta_t).unsqueeze(1)

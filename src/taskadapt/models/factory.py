@@ -52,7 +52,7 @@ def model_options(cfg: Config) -> dict[str, tuple[Any, str]]:
         "troa_momentum": (m.troa.momentum, "model.troa.momentum"),
         "lora_rank": (m.lora.rank, "model.lora.rank"), "lora_alpha": (m.lora.alpha, "model.lora.alpha"),
         "taa": (m.taa.enabled, "model.taa.enabled"), "tsn": (m.tsn.enabled, "model.tsn.enabled"),
-        "troa": (m.troa.enabled, "model.troa.enabled"),
+        "troa": (m.troa.enabled, "model.troa.enabled"), "task_groups": (m.task_groups, "model.task_groups"),
         "tasks": (cfg.model_tasks(), "model.tasks"), "num_classes": (None, "data.tasks"),
     }
 

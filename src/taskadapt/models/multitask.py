@@ -128,6 +128,14 @@ class MultiTaskModel(TaskNetwork):
     def no_weight_decay(self) -> set[str]:
         return {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
 
+    def frozen_pretrained_keys(self) -> set[str]:
+        """The backbone's own frozen weights and its buffers (LoRA factors, TSN maps: new, so stored)."""
+        new = self._new_backbone_parameters()
+        frozen = {f"backbone.{n}" for n, p in self.backbone.named_parameters()
+                  if not p.requires_grad and id(p) not in new}
+        buffers = {f"backbone.{n}" for n, _ in self.backbone.named_buffers()}
+        return (frozen | buffers) & set(self.state_dict())
+
     def _claim_components(self, owner: dict[int, str]) -> None:
         """Methods that add task layers name their parameters' components here (by parameter identity)."""
 
@@ -174,6 +182,13 @@ class MultiTaskModel(TaskNetwork):
         Taps inside the shared prefix are (B, C, h, w); taps after the split are (T*B, C, h, w),
         stream-major.
         """
+        state, feats = self.encode_prefix(image)
+        if self.split > self.last_step:
+            return feats, self.num_streams
+        return self._encode_after_split(state, feats, image.shape[0])
+
+    def encode_prefix(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """The shared prefix, run once: image (B, 3, H, W) in [0, 1] -> (the state after it, {tap: (B, C, h, w)})."""
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"expected images (B, 3, H, W), got {tuple(image.shape)}")
         x = (image - self.pixel_mean) / self.pixel_std
@@ -185,9 +200,7 @@ class MultiTaskModel(TaskNetwork):
                 state = steps[i](state)
                 if i in self.taps:
                     feats[i] = self.backbone.feature_map(state, i)
-        if self.split > self.last_step:
-            return feats, self.num_streams
-        return self._encode_after_split(state, feats, image.shape[0])
+        return state, feats
 
     def _encode_after_split(self, state: torch.Tensor, feats: dict[int, torch.Tensor], batch: int
                             ) -> tuple[dict[int, torch.Tensor], int]:
@@ -199,19 +212,21 @@ class MultiTaskModel(TaskNetwork):
                 feats[i] = self.backbone.feature_map(state, i)
         return feats, 1
 
-    def decode(self, feats: dict[int, torch.Tensor], streams: int, image_hw: tuple[int, int]
-               ) -> dict[str, torch.Tensor]:
-        """Decoder and heads: taps -> {task: (B, C_t, H, W)} at the input resolution."""
+    def decode(self, feats: dict[int, torch.Tensor], streams: int, image_hw: tuple[int, int],
+               tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Decoder and heads: taps -> {task: (B, C_t, H, W)} at the input resolution. ``tasks`` (default: all)
+        are the tasks of the streams, in stream order."""
+        tasks = self.tasks if tasks is None else list(tasks)
         if self.channels_last:
             feats = {i: f.contiguous(memory_format=torch.channels_last) for i, f in feats.items()}
         if self.decoders is not None:  # per task: task t's decoder on task t's stream (or the one stream)
             fused = {task: self._decode(self.decoders[task], self._stream(feats, streams, t), image_hw, 1)[0]
-                     for t, task in enumerate(self.tasks)}
+                     for t, task in enumerate(tasks)}
         else:
             shared = self._decode(self.decoder, feats, image_hw, streams)  # (T, B, ch, H/4, W/4)
-            fused = {task: shared[t if streams > 1 else 0] for t, task in enumerate(self.tasks)}
+            fused = {task: shared[t if streams > 1 else 0] for t, task in enumerate(tasks)}
         return {task: F.interpolate(self.heads[task](fused[task]), size=image_hw, mode="bilinear",
-                                    align_corners=False) for task in self.tasks}
+                                    align_corners=False) for task in tasks}
 
     def _stream(self, feats: dict[int, torch.Tensor], streams: int, t: int) -> dict[int, torch.Tensor]:
         """Stream ``t``'s taps: (B, C, h, w) each (prefix taps are shared, later ones stream-major)."""

@@ -10,7 +10,8 @@ no caller probes attributes or classifies parameters by their names:
 * :meth:`affinity_matrix` -- the TROA matrix, or None for methods that learn none; with
   :attr:`capture_affinity` and :meth:`update_affinity` for the training loop;
 * :meth:`set_speed_options` -- activation checkpointing and channels-last;
-* :meth:`freeze_tasks` -- zero-shot tasks that get no gradient step.
+* :meth:`freeze_tasks` -- zero-shot tasks that get no gradient step; :meth:`freeze_shared` -- adding a task;
+* :meth:`frozen_pretrained_keys` -- what an adapter-only checkpoint leaves out (rebuilt from the backbone's file).
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class TaskNetwork(nn.Module, metaclass=abc.ABCMeta):
     def components(self) -> dict[str, str]:
         """Parameter name -> component of the data flow (``backbone prefix``, ``TSN``, ``decoder``, ...)."""
         ...
+
+    def frozen_pretrained_keys(self) -> set[str]:
+        """State-dict keys holding backbone weights exactly as the pretrained file gives them: frozen, never
+        trained. An adapter-only checkpoint leaves them out and rebuilds them from that file. Empty by
+        default (a method that fine-tunes its backbone stores everything)."""
+        return set()
 
     def param_groups(self, lr: float, backbone_lr: float | None, weight_decay: float) -> list[dict]:
         """AdamW parameter groups of the trainable parameters, in parameter order: pretrained ones at
@@ -130,3 +137,12 @@ class TaskNetwork(nn.Module, metaclass=abc.ABCMeta):
     def freeze_tasks(self, tasks: Sequence[str]) -> None:
         """Zero-shot tasks: the parameters that only serve them get no gradient step."""
         ...
+
+    def freeze_shared(self) -> None:
+        """Adding a task to a trained model: every parameter that is not one task's own part
+        (:meth:`task_prefixes`) or a per-task row (:meth:`task_rows`) stops training. With
+        :meth:`freeze_tasks` on the old tasks, only the new tasks' heads, decoders and rows still train."""
+        prefixes, rows = tuple(self.task_prefixes()), self.task_rows()
+        for name, p in self.named_parameters():
+            if not name.startswith(prefixes) and name not in rows:
+                p.requires_grad_(False)

@@ -77,6 +77,8 @@ class TaskAffinity(nn.Module):
         self.register_buffer("affinity", torch.eye(num_tasks))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self._captured: torch.Tensor | None = None
+        #: (T, T) bool, pairs that never update (among tasks frozen by ``freeze_tasks``); None: all may
+        self.fixed: torch.Tensor | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -122,6 +124,8 @@ class TaskAffinity(nn.Module):
             dist.all_reduce(packed)
             sums, counts = packed.unbind(0)
         seen = counts > 0
+        if self.fixed is not None:
+            seen = seen & ~self.fixed.to(seen.device)
         mean = sums / counts.clamp_min(1)
         m = self.momentum
         self.affinity.copy_(torch.where(seen, m * self.affinity + (1 - m) * mean, self.affinity))
@@ -129,11 +133,15 @@ class TaskAffinity(nn.Module):
         return True
 
     def mix(self, embeddings: torch.Tensor, enabled: bool = True) -> torch.Tensor:
-        """Conditioning vectors w (T, D) from task embeddings E (T, D): column-normalised A^T E.
+        """Conditioning vectors w (K, D) from task embeddings E (K, D): column-normalised A^T E over the
+        first K tasks (K < T: tasks added later are left out of the mix, ``model.task_groups``).
 
         With ``enabled=False`` (TROA ablation) each task uses its own embedding.
         """
         if not enabled:
             return embeddings
-        A = self.affinity.to(embeddings.dtype)
+        k = embeddings.shape[0]
+        # the leading block copied to its own (K, K) tensor: the same layout, so the same arithmetic, as a
+        # model of K tasks
+        A = (self.affinity if k == self.num_tasks else self.affinity[:k, :k].contiguous()).to(embeddings.dtype)
         return (A.t() @ embeddings) / A.sum(0).clamp_min(1e-6).unsqueeze(1)

@@ -186,10 +186,11 @@ def portable_config(cfg: Config) -> dict[str, Any]:
     return doc
 
 
-def _meta(cfg: Config, model: torch.nn.Module, step: int, classes: tuple[dict, dict], metrics: dict | None) -> dict:
+def _meta(cfg: Config, model: torch.nn.Module, step: int, classes: tuple[dict, dict], metrics: dict | None,
+          command: str | None = None) -> dict:
     affinity = unwrap(model).affinity_matrix()
-    return {"config": portable_config(cfg), "step": step, "tasks": cfg.model_tasks(), "num_classes": classes[0],
-            "class_names": classes[1], "trained_tasks": list(cfg.data.tasks),
+    return {"config": portable_config(cfg), "command": command, "step": step, "tasks": cfg.model_tasks(),
+            "num_classes": classes[0], "class_names": classes[1], "trained_tasks": list(cfg.data.tasks),
             "backbone": cfg.model.backbone, "method": cfg.model.method,
             "affinity": affinity.tolist() if affinity is not None else None,
             "metrics": metrics or {}}
@@ -239,16 +240,19 @@ def resume_config(checkpoint: str | Path, config_file: str | Path | None = None,
     return cfg, checkpoint, [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed]
 
 
-def train(cfg: Config, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
-    """Train ``cfg``; ``resume`` is a checkpoint (``.../last.safetensors``) or ``True``-ish ``"last"``."""
+def train(cfg: Config, resume: str | Path | None = None, progress: bool = True,
+          command: str | None = None) -> TrainResult:
+    """Train ``cfg``; ``resume`` is a checkpoint (``.../last.safetensors``) or ``True``-ish ``"last"``.
+    ``command``: the command line that started the run, kept in the checkpoints' header (model cards show it)."""
     info = init_from_env(cfg.train.device)
     try:
-        return _train(cfg, info, resume, progress)
+        return _train(cfg, info, resume, progress, command)
     finally:
         cleanup(info)
 
 
-def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: bool) -> TrainResult:
+def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: bool, command: str | None
+           ) -> TrainResult:
     out = Path(cfg.out_dir)
     ckpt_dir = out / "checkpoints"
     last_path, best_path = ckpt_dir / "last.safetensors", ckpt_dir / "best.safetensors"
@@ -284,8 +288,14 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
             source.load_weights(model)
         else:  # a task subset or superset: shared tasks carry over, new ones start fresh
             source.load_weights_for_tasks(model)
-    if zero_shot:
-        model.freeze_tasks(zero_shot)
+    # tasks without labels here (zero-shot) and, when adding tasks (train.train_tasks), the old ones keep their
+    # parts; then nothing shared trains either
+    train_only = cfg.train.train_tasks
+    frozen = [t for t in cfg.model_tasks() if t in zero_shot or (train_only is not None and t not in train_only)]
+    if frozen:
+        model.freeze_tasks(frozen)
+    if train_only is not None:
+        model.freeze_shared()
     adversary = None
     if cfg.adapt.enabled:
         adversary = DomainAdversary(cfg.adapt, cfg.model_tasks(), num_classes, cfg.train.steps).to(info.device)
@@ -342,7 +352,8 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
                      "step": step, "best_loss": best_loss}
             if adversary is not None:
                 state["adversary"] = adversary.train_state()
-            ckpt.save_checkpoint(path, model, _meta(cfg, model, step, (num_classes, class_names), metrics), state)
+            ckpt.save_checkpoint(path, model, _meta(cfg, model, step, (num_classes, class_names), metrics, command),
+                                 state)
         barrier(info)
 
     with _StopFlag() as stop, bar:

@@ -10,6 +10,7 @@ different architecture -- is one :class:`~taskadapt.errors.CheckpointError` sayi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -52,19 +53,80 @@ def load_pretrained(model: Backbone, source: str | os.PathLike) -> None:
 
 def read_state_dict(source: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint by parameter name, on the CPU, unwrapped from training containers."""
+    path = weights_file(source)
+    return _unwrap(_read_file(path), path)
+
+
+def weights_file(source: str | os.PathLike) -> Path:
+    """The local file behind a ``pretrained=`` value: a path (a hub snapshot folder: its weights file),
+    ``hf-hub:<owner>/<repo>`` (downloaded or from the cache). ``"bundled"`` needs the backbone's name:
+    use :func:`~taskadapt.models.backbones.bundled.bundled_weights_path`."""
     source_str = str(source)
     if source_str.startswith(HUB_PREFIX):
-        path = download_from_hub(source_str[len(HUB_PREFIX) :])
+        return download_from_hub(source_str[len(HUB_PREFIX) :])
+    path = Path(source_str).expanduser()
+    if path.is_dir():  # a downloaded hub snapshot folder
+        found = [path / f for f in HUB_FILES if (path / f).is_file()]
+        if not found:
+            raise CheckpointError(f"folder {path} holds no {' or '.join(HUB_FILES)}; pass the weights file")
+        return found[0]
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist; check the path passed as pretrained=")
+    return path
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read in 8 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 23):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_weights(backbone: str, source: str | os.PathLike) -> dict[str, object]:
+    """Where backbone ``backbone``'s pretrained weights come from, for an adapter-only checkpoint's header:
+    ``{"kind": "bundled" | "hub" | "file", "source": <the pretrained= value to rebuild with>, "file": <name>,
+    "bytes": N, "sha256": ...}``. A file is recorded by its absolute path."""
+    source_str = str(source)
+    if source_str == "bundled":
+        from taskadapt.models.backbones.bundled import bundled_weights_path
+
+        kind, path = "bundled", bundled_weights_path(backbone)
+    elif source_str.startswith(HUB_PREFIX):
+        kind, path = "hub", weights_file(source_str)
     else:
-        path = Path(source_str).expanduser()
-        if path.is_dir():  # a downloaded hub snapshot folder
-            found = [path / f for f in HUB_FILES if (path / f).is_file()]
-            if not found:
-                raise CheckpointError(f"folder {path} holds no {' or '.join(HUB_FILES)}; pass the weights file")
-            path = found[0]
-        elif not path.is_file():
-            raise CheckpointError(f"checkpoint file {path} does not exist; check the path passed as pretrained=")
-    return _unwrap(_read_file(path), path)
+        path = weights_file(source_str).absolute()
+        kind, source_str = "file", str(path)
+    return {"kind": kind, "source": source_str, "file": path.name, "bytes": path.stat().st_size,
+            "sha256": sha256_of(path)}
+
+
+def resolve_weights(backbone: str, record: dict, override: str | os.PathLike | None = None) -> Path:
+    """The local weights file that ``record`` (:func:`describe_weights`) names -- or ``override``, a file or
+    ``hf-hub:`` id standing in for it -- checked against the recorded SHA-256. A missing file or another
+    file's hash is a CheckpointError saying which weights are needed."""
+    sha = str(record.get("sha256", ""))
+    wanted = (f"{record.get('kind')} weights '{record.get('source')}' ({record.get('file')}, "
+              f"{int(record.get('bytes') or 0):,} bytes, sha256 {sha[:12]}...)")
+    try:
+        if override is not None:
+            path = weights_file(override)
+        elif record.get("kind") == "bundled":
+            from taskadapt.models.backbones.bundled import bundled_weights_path
+
+            path = bundled_weights_path(backbone)
+        else:
+            path = weights_file(str(record.get("source")))
+    except CheckpointError as err:
+        raise CheckpointError(f"the frozen backbone needs {wanted}, which cannot be found ({err}); pass a copy of "
+                              "them as backbone_weights=<file> (CLI: --backbone-weights)") from None
+    found = sha256_of(path)
+    if found != sha:
+        raise CheckpointError(f"backbone weights {path} have sha256 {found[:12]}... but the model was trained on "
+                              f"{wanted}; pass those exact weights as backbone_weights=<file> (CLI: "
+                              "--backbone-weights), or use the full checkpoint")
+    return path
 
 
 def download_from_hub(repo: str) -> Path:

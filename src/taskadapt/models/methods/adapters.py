@@ -15,6 +15,7 @@ The ablations ``no_taa``, ``no_tsn`` and ``no_troa`` are this method with one pa
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,7 @@ class AdapterOptions:
     taa: bool = True
     tsn: bool = True
     troa: bool = True
+    task_groups: Sequence[Sequence[str]] | None = None
 
 
 ADAPTER_OPTIONS = tuple(f.name for f in dataclasses.fields(AdapterOptions))
@@ -114,6 +116,17 @@ def _default_taa_block(backbone: Backbone, num_tokens: int) -> int:
     return max(1, int(round((num_tokens - extra) ** 0.5)))
 
 
+def _group_bounds(tasks: Sequence[str], groups: Sequence[Sequence[str]] | None) -> list[tuple[int, int]]:
+    """``model.task_groups`` as index ranges [(lo, hi), ...] over ``tasks``; one group of every task by default."""
+    if groups is None:
+        return [(0, len(tasks))]
+    if [t for g in groups for t in g] != list(tasks) or not all(groups):
+        raise ModelOptionError("task_groups", f"task groups {[list(g) for g in groups]} must split the tasks "
+                                              f"{list(tasks)} into non-empty groups, in order")
+    ends = list(itertools.accumulate(len(g) for g in groups))
+    return list(zip([0, *ends[:-1]], ends, strict=True))
+
+
 class AdapterLayer(nn.Module):
     """The trainable parts added to one pretrained block: TAA bias generator and bottleneck.
 
@@ -148,6 +161,7 @@ class AdapterModel(MultiTaskModel):
         steps, blocks = backbone.steps(), backbone.block_steps()
         self.num_streams = len(self.tasks)
         self.conditioning = TaskConditioning()
+        self.group_bounds = _group_bounds(self.tasks, o.task_groups)
         chosen = list(o.adapter_blocks) if o.adapter_blocks is not None else default_adapter_blocks(backbone)
         bad = [k for k in chosen if not 0 <= k < len(blocks)]
         if bad:
@@ -246,8 +260,10 @@ class AdapterModel(MultiTaskModel):
 
         The head stops requiring gradients. The embedding rows are rows of one shared parameter (other
         tasks' conditioning vectors mix them through TROA), so a hook zeroes their gradient: with Adam's
-        state starting at zero, a zero gradient is exactly no step. Their affinity row and column stay
-        as they are because the task never has labels (TaskAffinity only updates labelled pairs).
+        state starting at zero, a zero gradient is exactly no step. A zero-shot task's affinity row and
+        column stay as they are because it never has labels (TaskAffinity only updates labelled pairs);
+        the affinity between two frozen tasks is fixed too, since they may have labels (``taskadapt extend``
+        scores the old tasks so that TROA measures how they relate to the new one).
         """
         super().freeze_tasks(tasks)
         if not tasks:
@@ -255,49 +271,63 @@ class AdapterModel(MultiTaskModel):
         rows = torch.tensor([self.tasks.index(t) for t in tasks])
         keep = torch.ones(len(self.tasks), 1)
         keep[rows] = 0.0
+        frozen = keep.view(-1) == 0
+        self.affinity.fixed = frozen.view(-1, 1) & frozen.view(1, -1)  # pairs of frozen tasks keep their affinity
         self.task_embeddings.register_hook(lambda g: g * keep.to(g.device, g.dtype))
         for m in self._tsn_modules():  # TSN's free per-task offsets (model.tsn.task_offset): the same rows
             if m.task_offset is not None:
                 m.task_offset.register_hook(lambda g: g * keep.to(g.device, g.dtype))
 
     # -- forward -------------------------------------------------------------------------------------------
-    def conditioning_vectors(self) -> torch.Tensor:
-        """w (T, D): each task's conditioning vector (affinity-weighted task embeddings)."""
-        return self.affinity.mix(self.task_embeddings, enabled=self.adapter_options.troa)
+    def conditioning_vectors(self, group: tuple[int, int] | None = None) -> torch.Tensor:
+        """w (T, D): each task's conditioning vector (affinity-weighted task embeddings); for ``group`` (lo, hi)
+        only its tasks' rows (hi - lo, D), mixed over the tasks of that group and the earlier ones."""
+        if group is None:
+            return self.affinity.mix(self.task_embeddings, enabled=self.adapter_options.troa)
+        lo, hi = group
+        return self.affinity.mix(self.task_embeddings[:hi], enabled=self.adapter_options.troa)[lo:hi]
+
+    def _expand(self, state: torch.Tensor) -> torch.Tensor:
+        """z (B, ...) -> (T, B, ...), every task's copy of the shared representation; TROA reads its gradient."""
+        z = state
+        capture = self.training and self.adapter_options.troa and self.capture_affinity and torch.is_grad_enabled()
+        if capture and not z.requires_grad:
+            z = z.detach().requires_grad_(True)  # gradients stop here: the prefix is frozen
+        z_exp = z.unsqueeze(0).expand(self.num_streams, *z.shape)
+        if capture:
+            self.affinity.watch(z_exp)
+        return z_exp
 
     def _encode_after_split(self, state: torch.Tensor, feats: dict[int, torch.Tensor], batch: int
                             ) -> tuple[dict[int, torch.Tensor], int]:
         """z (B, ...) -> T stream-major streams (T*B, ...) through the adapter steps up to the last tap."""
-        T, z = self.num_streams, state
-        capture = self.training and self.adapter_options.troa and self.capture_affinity and torch.is_grad_enabled()
-        if capture and not z.requires_grad:
-            z = z.detach().requires_grad_(True)  # gradients stop here: the prefix is frozen
-        z_exp = z.unsqueeze(0).expand(T, *z.shape)  # (T, B, ...) -- TROA reads its gradient
-        if capture:
-            self.affinity.watch(z_exp)
-        s = z_exp.reshape(T * batch, *z.shape[1:])
-        w = self.conditioning_vectors()
-        self.conditioning.w = w
-        try:
-            checkpointing = self.activation_checkpointing and self.training and torch.is_grad_enabled()
-            for i in range(self.split, self.last_step + 1):
-                if checkpointing:
-                    # the recomputation runs during backward, after this forward has returned: the block
-                    # gets w explicitly and sets the shared conditioning itself
-                    s = torch.utils.checkpoint.checkpoint(self._run_step, i, s, w, batch, use_reentrant=False)
-                else:
-                    s = self._run_step(i, s, w, batch)
-                if i in self.taps:
-                    feats[i] = self.backbone.feature_map(s, i)
-        finally:
-            self.conditioning.w = None
-        return feats, T
+        T = self.num_streams
+        s = self._expand(state).reshape(T * batch, *state.shape[1:])
+        return self._run_streams(s, self.conditioning_vectors(), None, feats, batch), T
 
-    def _run_step(self, i: int, s: torch.Tensor, w: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def _run_streams(self, s: torch.Tensor, w: torch.Tensor, rows: slice | None, feats: dict[int, torch.Tensor],
+                     batch: int) -> dict[int, torch.Tensor]:
+        """Streams s (K*B, ...) of the tasks ``rows`` (None: all) with conditioning w (K, D) through the steps
+        after the split; their taps are added to ``feats``."""
+        checkpointing = self.activation_checkpointing and self.training and torch.is_grad_enabled()
+        for i in range(self.split, self.last_step + 1):
+            if checkpointing:
+                # the recomputation runs during backward, after this forward has returned: the block
+                # gets w explicitly and sets the shared conditioning itself
+                s = torch.utils.checkpoint.checkpoint(self._run_step, i, s, w, batch, rows, use_reentrant=False)
+            else:
+                s = self._run_step(i, s, w, batch, rows)
+            if i in self.taps:
+                feats[i] = self.backbone.feature_map(s, i)
+        return feats
+
+    def _run_step(self, i: int, s: torch.Tensor, w: torch.Tensor, batch: int, rows: slice | None = None
+                  ) -> torch.Tensor:
         """Backbone step ``i`` after the split, with its adapter layer (TAA bias, bottleneck) if it has one.
-        s: (T*B, ...) stream-major tokens."""
+        s: (K*B, ...) stream-major tokens of the tasks ``rows``, w (K, D) their conditioning."""
         steps = self.backbone.steps()
-        previous, self.conditioning.w = self.conditioning.w, w
+        previous = self.conditioning.w, self.conditioning.rows
+        self.conditioning.w, self.conditioning.rows = w, rows
         try:
             layer = self.adapter_layers[str(i)] if i in self.adapter_steps else None
             bias = layer.taa(w, batch) if layer is not None and layer.taa is not None else None
@@ -306,7 +336,27 @@ class AdapterModel(MultiTaskModel):
                 s = layer.bottleneck(s)
             return s
         finally:
-            self.conditioning.w = previous
+            self.conditioning.w, self.conditioning.rows = previous
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image (B, 3, H, W) in [0, 1] -> {task: raw prediction (B, C_t, H, W)}.
+
+        With task groups (``model.task_groups``), the prefix still runs once; each group's streams then run
+        on their own, conditioned on a mix of their own and the earlier groups' tasks, so the earlier groups
+        compute exactly what they computed before a group was added.
+        """
+        if len(self.group_bounds) == 1:
+            return super().forward(image)
+        state, prefix_feats = self.encode_prefix(image)
+        batch, size = image.shape[0], (image.shape[-2], image.shape[-1])
+        z_exp = self._expand(state)
+        out: dict[str, torch.Tensor] = {}
+        for lo, hi in self.group_bounds:
+            s = z_exp[lo:hi].reshape((hi - lo) * batch, *state.shape[1:])
+            w = self.conditioning_vectors((lo, hi))
+            feats = self._run_streams(s, w, slice(lo, hi), dict(prefix_feats), batch)
+            out.update(self.decode(feats, hi - lo, size, self.tasks[lo:hi]))
+        return {t: out[t] for t in self.tasks}
 
     @torch.no_grad()
     def update_affinity(self, loss_weights: torch.Tensor, present: torch.Tensor | None = None,

@@ -33,6 +33,9 @@ class SingleTaskEnsemble(TaskNetwork):
     def no_weight_decay(self) -> set[str]:
         return {f"models.{t}.{n}" for t, m in self.models.items() for n in m.no_weight_decay()}
 
+    def frozen_pretrained_keys(self) -> set[str]:
+        return {f"models.{t}.{k}" for t, m in self.models.items() for k in m.frozen_pretrained_keys()}
+
     def components(self) -> dict[str, str]:
         return {f"models.{t}.{n}": c for t, m in self.models.items() for n, c in m.components().items()}
 

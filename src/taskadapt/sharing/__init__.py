@@ -1,0 +1,1 @@
+"""Trained models as small, shareable artifacts: adapter-only checkpoints and the Hugging Face hub."""
