@@ -163,12 +163,15 @@ class MultiTaskModel(TaskNetwork):
             self.to(memory_format=torch.channels_last)
 
     def freeze_tasks(self, tasks: Sequence[str]) -> None:
-        """Zero-shot tasks (method.md §8): their heads keep their carried-over values."""
+        """Zero-shot tasks (method.md §8): their heads (and per-task decoders) keep their carried-over values."""
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise ModelOptionError("tasks", f"cannot freeze {unknown}: the model predicts {self.tasks}")
         for t in tasks:
             for p in self.heads[t].parameters():
+                p.requires_grad_(False)
+            # a per-task decoder gets no gradient without labels, but AdamW's weight decay would still move it
+            for p in self.decoders[t].parameters() if self.decoders is not None else ():
                 p.requires_grad_(False)
 
     # -- forward -------------------------------------------------------------------------------------------

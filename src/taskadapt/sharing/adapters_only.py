@@ -95,10 +95,14 @@ def save_adapters(checkpoint: str | os.PathLike, out: str | os.PathLike | None =
                                "frozen": {"tensors": len(keys), "sha256": digest}})
     try:
         rebuilt = reference.create_network()
-        reference.check_frozen(rebuilt, rebuilt.frozen_pretrained_keys())
     except CheckpointError as err:
         raise CheckpointError(f"cannot write an adapter-only checkpoint of '{run.path}' with backbone weights "
                               f"'{source}': {err}") from None
+    again = rebuilt.frozen_pretrained_keys()
+    if again != keys or ckpt.tensor_digest(rebuilt.state_dict(), again) != digest:
+        raise CheckpointError(f"the frozen backbone weights of '{run.path}' are not those of '{source}', so "
+                              "an adapter-only checkpoint could not rebuild them (nothing written); pass the weights "
+                              "it was trained with as --backbone-weights")
     meta = {k: v for k, v in run.meta.items() if k not in ("format", "format_version", "taskadapt_version",
                                                              "torch_version", "contents")}
     meta.update(contents=ckpt.ADAPTERS, backbone_weights=record, frozen={"tensors": len(keys), "sha256": digest},

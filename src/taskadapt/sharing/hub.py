@@ -55,14 +55,14 @@ def checkpoint_from_hub(value: str) -> Path:
     except RevisionNotFoundError:
         raise CheckpointError(f"hub repository '{repo}' has no revision '{revision}'; check the branch, tag or "
                               "commit after the @") from None
-    except EntryNotFoundError:
-        raise CheckpointError(f"hub repository '{repo}' has no {CHECKPOINT_FILE}: it is not a taskadapt model "
-                              "(publish one with `taskadapt push CKPT OWNER/REPO`)") from None
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # before EntryNotFoundError: a subclass of it
         why = ("HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache" if offline else
                "the hub cannot be reached (no internet?) and it is not in the local cache")
         raise CheckpointError(f"cannot get {CHECKPOINT_FILE} of hub repository '{repo}': {why}. On a machine with "
                               f"internet: {fetch}") from None
+    except EntryNotFoundError:
+        raise CheckpointError(f"hub repository '{repo}' has no {CHECKPOINT_FILE}: it is not a taskadapt model "
+                              "(publish one with `taskadapt push CKPT OWNER/REPO`)") from None
     except Exception as err:  # any other network or server error
         text = " ".join(f"{type(err).__name__}: {err}".split())[:200]
         raise CheckpointError(f"cannot get {CHECKPOINT_FILE} of hub repository '{repo}' ({text}); retry, or "
