@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import put_in_hub_cache
 from safetensors.torch import load_file, save_file
 
 import taskadapt
@@ -23,8 +24,6 @@ from taskadapt.sharing.adapters_only import default_output, save_adapters
 from taskadapt.sharing.publish import push, write_repo
 from taskadapt.train.extend import compare_old_tasks, extend_config
 from taskadapt.train.trainer import train
-
-from conftest import put_in_hub_cache  # noqa: I001  (tests/ is on sys.path)
 
 ARCH = {"patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2}
 TINY = ["data.scenes.train=24", "data.scenes.val=4", "data.scenes.test=4", "data.scenes.size=32",
