@@ -39,13 +39,18 @@ def test_demo_config_uses_the_bundled_backbone_unless_random(tmp_path):
         demo_config(tmp_path, "imagenet")
 
 
-def test_configs_scenes_yaml_is_the_demo_configuration(tmp_path):
+def test_configs_demo_yaml_is_the_demo_configuration(tmp_path):
     import dataclasses
     from pathlib import Path
 
     from taskadapt.config import load_config
 
-    shipped = load_config(Path(__file__).resolve().parents[1] / "configs" / "scenes.yaml")
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    shipped = load_config(configs / "demo.yaml")
     demo = demo_config(tmp_path)
     same_paths = {"data": dataclasses.replace(demo.data, root=shipped.data.root)}
     assert dataclasses.replace(demo, out_dir=shipped.out_dir, **same_paths) == shipped
+    # configs/scenes.yaml, the reference of the comparisons, is the demo with the shared dense decoder
+    reference = load_config(configs / "scenes.yaml", ["model.decoder=per_task", "model.decoder_conv=separable",
+                                                      "model.prefix_lora=true", f"out_dir={shipped.out_dir}"])
+    assert reference == shipped

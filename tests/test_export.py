@@ -22,6 +22,7 @@ from taskadapt.data.scenes import CLASS_NAMES
 from taskadapt.errors import ConfigError, TaskadaptError
 from taskadapt.export import count_prefix_runs, export_model, export_onnx, read_metadata
 from taskadapt.models import create_model
+from taskadapt.models.adapters import TaskAttentionBias, TaskScaledNorm
 from taskadapt.version import __version__
 
 ort = pytest.importorskip("onnxruntime")  # protection only: the dev extra installs it
@@ -111,8 +112,12 @@ def test_ours_matches_pytorch_at_a_batch_it_was_neither_traced_nor_checked_at(ou
     for task, value in zip(OURS_TASKS, got, strict=True):
         assert value.shape == tuple(expected[task].shape)
         np.testing.assert_allclose(value, expected[task].numpy(), atol=1e-4, rtol=1e-4)
-    # the perturbed task layers make the streams differ: a graph that dropped them would not match above
-    assert not torch.allclose(expected["semseg"][:, :1], expected["depth"], atol=1e-3)
+    # the comparison covers the task layers: TSN's and TAA's zero-initialised maps and TROA's mixing are live
+    tsn = [m for m in model.modules() if isinstance(m, TaskScaledNorm)]
+    taa = [m for m in model.modules() if isinstance(m, TaskAttentionBias)]
+    assert tsn and taa and all(m.film[1].weight.abs().min() > 0 for m in tsn)
+    assert all(m.film.weight.abs().min() > 0 for m in taa)
+    assert not torch.allclose(model.affinity_matrix(), torch.eye(len(OURS_TASKS)), atol=1e-3)
 
 
 def test_stl_baseline_matches_pytorch_at_its_fixed_batch(stl, checkpoints):
@@ -158,6 +163,14 @@ def test_count_prefix_runs_counts_readers_of_prefix_weights():
     assert count_prefix_runs(_graph_reading(w, 1, nested=True), groups) == 3  # both If branches read it
     assert count_prefix_runs(_graph_reading(w, 1), groups * 2) == 2  # two backbones: their passes add up
     assert count_prefix_runs(_graph_reading("model.other", 1), groups) is None  # nothing to count
+    # the exporter stores equal tensors once (zero biases of untrained norms): such a shared initializer is
+    # read by every block holding it, so the count is the fewest reads of any prefix weight
+    h = onnx.helper
+    two = _graph_reading(w, 1)
+    bias = "model.backbone.blocks.0.norm1.bias"
+    two.graph.initializer.append(h.make_tensor(bias, onnx.TensorProto.FLOAT, [1], [0.0]))
+    two.graph.node.extend(h.make_node("Add", ["x", bias], [f"n{i}"]) for i in range(4))
+    assert count_prefix_runs(two, [[*groups[0], "backbone.blocks.0.norm1.bias"]]) == 1
 
 
 # -- metadata ------------------------------------------------------------------------------------------------

@@ -271,3 +271,13 @@ def test_task_groups_and_train_tasks_are_validated(trained):
         build_config(layer, {"train": {"train_tasks": ["edge"], "init_from": "x.safetensors"}})
     with pytest.raises(ConfigError, match="train.init_from is null"):
         build_config(layer, {"train": {"train_tasks": ["depth"]}})
+
+
+def test_an_extended_model_exports_with_one_prefix_pass(extended, tmp_path):
+    """The task groups' separate streams still read one shared prefix, and ONNX Runtime matches PyTorch."""
+    pytest.importorskip("onnxruntime")
+    from taskadapt.export import export_onnx
+
+    report = export_onnx(extended["ckpt"], tmp_path / "extended.onnx")
+    assert report.prefix_runs == 1 and report.tasks == [*OLD, "edge"]
+    assert report.checked and max(report.max_abs_diff.values()) <= 1e-4

@@ -327,6 +327,28 @@ def extend_cmd(
                       f"(max |diff| {_e(check.max_abs_diff)})")
 
 
+@app.command("export")
+def export_cmd(
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint (full or adapter-only) or hf-hub:OWNER/REPO.")],
+    out: Annotated[Path, typer.Option(help="File to write, e.g. model.onnx.")],
+    format: Annotated[str, typer.Option(help="onnx.")] = "onnx",
+    batch_size: Annotated[int | None, typer.Option(help="A fixed batch size (default: a dynamic batch axis).")] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
+    check: Annotated[bool, typer.Option(help="Compare ONNX Runtime's outputs with PyTorch's before writing.")] = True,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance of the check.")] = 1e-4,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the check.")] = 1e-4,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    backbone_weights: Annotated[str | None, typer.Option(
+        help="An adapter-only checkpoint's backbone weights, when not where its header says.")] = None,
+) -> None:
+    """Export the inference model (one pass of the shared prefix, every task) to ONNX, checked against PyTorch."""
+    from taskadapt.export import export_model
+
+    report = export_model(checkpoint, out, format=format, batch_size=batch_size, opset=opset, check=check,
+                          atol=atol, rtol=rtol, overwrite=overwrite, backbone_weights=backbone_weights)
+    console.print(report.summary(), markup=False, highlight=False)
+
+
 @app.command("predict")
 def predict_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],

@@ -73,11 +73,13 @@ _DYNAMIC_TRACE_BATCH = 2
 _DYNAMIC_CHECK_BATCHES = (1, 3)
 CHECK_SEED = 0
 
-#: what each kind of task's raw output is (written to the metadata for consumers without taskadapt)
+#: what a task's raw output is, for consumers without taskadapt (metadata): by task, else by kind of task
 _RAW_OUTPUT = {
+    "depth": "metres (taskadapt's postprocess clamps them at 0)",
+    "normals": "unnormalised normals, camera frame (taskadapt's postprocess L2-normalises them over C)",
     "classification": "logits over the classes (argmax gives the class id)",
     "binary": "one logit (sigmoid gives the probability)",
-    "regression": "raw values (taskadapt's postprocess: depth clamped at 0, normals L2-normalised over C)",
+    "regression": "raw values",
 }
 
 
@@ -205,7 +207,7 @@ def onnx_metadata(predictor: Predictor) -> dict[str, str]:
     for t in run.tasks:
         spec = get_task(t)
         outputs[t] = {"channels": spec.out_channels(run.num_classes.get(t)), "kind": spec.kind,
-                      "raw": _RAW_OUTPUT.get(spec.kind, "raw values")}
+                      "raw": _RAW_OUTPUT.get(t, _RAW_OUTPUT.get(spec.kind, "raw values"))}
     return {
         "taskadapt_version": __version__,
         "tasks": json.dumps(run.tasks),
@@ -273,13 +275,15 @@ def _consumers(proto: Any) -> Counter:
 
 
 def count_prefix_runs(proto: Any, groups: Sequence[Sequence[str]], prefix: str = f"{_WRAPPED}.") -> int | None:
-    """How many times the graph applies the shared backbone prefix: for each backbone, the most nodes that
+    """How many times the graph applies the shared backbone prefix: for each backbone, the fewest nodes that
     read any one of its prefix weights (initializer ``prefix + name``), summed over the backbones.
 
-    A graph that ran the prefix once per task stream would read each prefix weight T times. Weights the
-    exporter folded into new constants (the transposed Linear weights) are not found under their name and
-    are skipped; the stem's convolution, the biases and the norms keep theirs. None when a backbone has
-    no prefix weight left in the graph under its name.
+    A graph that ran the prefix once per task stream would read every prefix weight at least T times. The
+    fewest, not the most: the exporter stores equal tensors once (every norm bias still at zero, say), so
+    such a shared initializer is read once per block that holds it. Weights the exporter folded into new
+    constants (the transposed Linear weights) are not found under their name and are skipped; the stem's
+    convolution, the biases and the norms keep theirs. None when a backbone has no prefix weight left in
+    the graph under its name.
     """
     initializers = {i.name for i in proto.graph.initializer}
     uses = _consumers(proto)
@@ -288,7 +292,7 @@ def count_prefix_runs(proto: Any, groups: Sequence[Sequence[str]], prefix: str =
         found = [uses[prefix + n] for n in names if prefix + n in initializers]
         if not found:
             return None
-        total += max(found)
+        total += min(found)
     return total
 
 
@@ -308,6 +312,7 @@ def compare_with_onnxruntime(blob: bytes, model: nn.Module, tasks: Sequence[str]
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: the runtime's notes on unused initializers are not ours
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a few runs: idle threads sleep
     session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
     worst = dict.fromkeys(tasks, 0.0)
     bad: dict[str, str] = {}
@@ -329,8 +334,8 @@ def compare_with_onnxruntime(blob: bytes, model: nn.Module, tasks: Sequence[str]
         what = "; ".join(f"'{t}' {msg}" for t, msg in bad.items())
         raise TaskadaptError(
             f"the exported ONNX graph does not reproduce the PyTorch model: {what} (atol {atol:g}, rtol {rtol:g}); "
-            "nothing was written. Try another opset (--opset), or raise the tolerance if such a difference is "
-            "acceptable; check=False (--no-check) writes the file unchecked")
+            "nothing was written. Try another opset (--opset), or raise the tolerance (--atol, --rtol) if such a "
+            "difference is acceptable; check=False (--no-check) writes the file unchecked")
     return worst
 
 
@@ -363,6 +368,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, batch_
     """
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1 (or None for a dynamic batch axis), got {batch_size}")
+    if not (atol >= 0 and rtol >= 0):
+        raise ConfigError(f"the check's tolerances must be >= 0, got atol={atol}, rtol={rtol}")
     target = _target(out, overwrite)
     _require(check)
     import onnx
