@@ -269,10 +269,8 @@ def save_adapters_cmd(
     """Write the adapter-only checkpoint: what training changed, without the frozen backbone (rebuilt on load)."""
     from taskadapt.sharing.adapters_only import save_adapters
 
-    r = save_adapters(checkpoint, out, backbone_weights=backbone_weights, overwrite=overwrite)
-    console.print(f"[green]wrote[/green] {_e(r.path)}: {r.bytes:,} bytes, {100 * r.fraction:.1f} % of the full "
-                  f"checkpoint ({r.full_bytes:,}); {r.tensors} tensors stored, {r.left_out} frozen backbone tensors "
-                  f"rebuilt on load from {_e(r.backbone_weights['kind'])} weights {_e(r.backbone_weights['source'])}")
+    written = save_adapters(checkpoint, out, backbone_weights=backbone_weights, overwrite=overwrite)
+    console.print(written.summary(), markup=False, highlight=False)
 
 
 @app.command("push")

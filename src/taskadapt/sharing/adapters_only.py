@@ -42,6 +42,13 @@ class AdapterExport:
         """Size of the adapter-only file as a fraction of the full checkpoint's."""
         return self.bytes / self.full_bytes
 
+    def summary(self) -> str:
+        """One line for the command line."""
+        w = self.backbone_weights
+        return (f"wrote {self.path}: {self.bytes:,} bytes, {100 * self.fraction:.1f} % of the full checkpoint "
+                f"({self.full_bytes:,}); {self.tensors} tensors stored, {self.left_out} frozen backbone tensors "
+                f"rebuilt on load from {w['kind']} weights {w['source']} (sha256 {w['sha256'][:12]}...)")
+
 
 def default_output(checkpoint: str | os.PathLike) -> Path:
     """``best.safetensors`` -> ``best.adapters.safetensors`` beside it."""
