@@ -27,8 +27,8 @@ from taskadapt.config import load_config
 from taskadapt.evaluation.scoring import evaluate_run
 from taskadapt.io import write_json, write_text
 from taskadapt.metrics.paired import paired_difference, summarize
-from taskadapt.run import Run
-from taskadapt.train.extend import compare_old_tasks, extend_config, probe_images
+from taskadapt.run import Run, compare_outputs
+from taskadapt.train.extend import extend_config, probe_images
 from taskadapt.train.trainer import train
 
 CONFIG = "configs/scenes_science.yaml"
@@ -77,7 +77,7 @@ def main() -> None:
         ext, ext_s = _trained(ext_cfg, f"{name} (+edge)")
         joint_cfg = load_config(CONFIG, [f"seed={seed}", f"out_dir={args.joint}/seed{seed}/adapters"])
         joint, joint_s = _trained(joint_cfg, "joint (4 tasks)")
-        check = compare_old_tasks(base, ext, probe_images(ext_cfg, 32))
+        check = compare_outputs(base, ext, probe_images(ext_cfg, 32))
         rows[seed] = {"base": _score(base), "extend": _score(ext), "joint": _score(joint),
                       "seconds": {"base": base_s, "extend": ext_s, "joint": joint_s},
                       "old_tasks_identical": check.identical, "old_tasks_max_abs_diff": check.max_abs_diff,

@@ -19,10 +19,10 @@ from taskadapt.config import build_config, load_config, to_dict
 from taskadapt.errors import CheckpointError, ConfigError
 from taskadapt.models import create_model
 from taskadapt.models.backbones import create_backbone
-from taskadapt.run import Run
+from taskadapt.run import Run, compare_outputs
 from taskadapt.sharing.adapters_only import default_output, save_adapters
 from taskadapt.sharing.publish import push, write_repo
-from taskadapt.train.extend import compare_old_tasks, extend_config
+from taskadapt.train.extend import extend_config
 from taskadapt.train.trainer import train
 
 ARCH = {"patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2}
@@ -126,9 +126,10 @@ def test_adapter_only_refusals(trained, slim, tmp_path):
 
 def test_save_adapters_cli(trained, tmp_path, capsys):
     out = tmp_path / "cli.adapters.safetensors"
-    assert main(["save-adapters", str(trained["full"]), "--out", str(out)]) == 0
+    assert main(["save-adapters", str(trained["full"]), "--out", str(out), "--verify", "4"]) == 0
     printed = capsys.readouterr().out
     assert "% of the full" in printed and out.is_file()
+    assert "outputs on 4 test images: identical" in printed
     assert main(["save-adapters", str(trained["full"]), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
@@ -213,7 +214,7 @@ def test_extend_keeps_old_tasks_bit_identical(trained, extended):
     cfg = extended["cfg"]
     assert cfg.model.tasks == [*OLD, "edge"] and cfg.model.task_groups == [OLD, ["edge"]]
     assert cfg.train.train_tasks == ["edge"] and cfg.data.tasks == [*OLD, "edge"]
-    check = compare_old_tasks(trained["full"], extended["ckpt"], X)
+    check = compare_outputs(trained["full"], extended["ckpt"], X)
     assert check.identical and set(check.max_abs_diff) == set(OLD)
     before, after = Run.open(trained["full"]), Run.open(extended["ckpt"])
     old_state, new_state = before.state_dict(), after.state_dict()
@@ -249,7 +250,7 @@ def test_extend_other_layouts_keep_old_tasks(tmp_path, extra):
                              f"out_dir={tmp_path / 'base'}"])
     base = train(cfg, progress=False).last
     ext = train(extend_config(base, ["normals"], tmp_path / "ext", overrides=["train.steps=2"]), progress=False).last
-    assert compare_old_tasks(base, ext, X).identical
+    assert compare_outputs(base, ext, X).identical
 
 
 def test_extend_cli_and_its_errors(trained, tmp_path, capsys):

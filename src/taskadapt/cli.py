@@ -265,12 +265,18 @@ def save_adapters_cmd(
         help="The backbone's pretrained weights (file, hf-hub:<repo> or 'bundled') when the run's "
              "model.pretrained does not point at them here.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    verify: Annotated[int, typer.Option(
+        help="Then compare both checkpoints' outputs on this many test images of the run's dataset (0: no).")] = 0,
 ) -> None:
     """Write the adapter-only checkpoint: what training changed, without the frozen backbone (rebuilt on load)."""
-    from taskadapt.sharing.adapters_only import save_adapters
+    from taskadapt.sharing.adapters_only import save_adapters, verify_adapters
 
     written = save_adapters(checkpoint, out, backbone_weights=backbone_weights, overwrite=overwrite)
     console.print(written.summary(), markup=False, highlight=False)
+    if verify > 0:
+        check = verify_adapters(checkpoint, written.path, verify)
+        verdict = "identical to the full checkpoint's" if check.identical else "[red]DIFFERENT[/red]"
+        console.print(f"outputs on {check.images} test images: {verdict} (max |diff| {_e(check.max_abs_diff)})")
 
 
 @app.command("push")
@@ -312,13 +318,14 @@ def extend_cmd(
     config: Annotated[Path | None, typer.Option(help="A config file instead of the run's own config.")] = None,
 ) -> None:
     """Add a task to a trained model: only its embedding, head (and decoder) train; old tasks stay bit-identical."""
-    from taskadapt.train.extend import compare_old_tasks, extend_config, probe_images
+    from taskadapt.run import compare_outputs
+    from taskadapt.train.extend import extend_config, probe_images
     from taskadapt.train.trainer import train
 
     cfg = extend_config(checkpoint, task, out, config, overrides or [])
     result = train(cfg, progress=True, command=_command("extend"))
     if _is_main_process():
-        check = compare_old_tasks(checkpoint, result.last, probe_images(cfg))
+        check = compare_outputs(checkpoint, result.last, probe_images(cfg))
         verdict = "bit-identical" if check.identical else "[red]CHANGED[/red]"
         console.print(f"[green]done[/green]: {_e(', '.join(task))} added in {_e(result.step)} steps; checkpoint "
                       f"{_e(result.best or result.last)}. Old tasks on {check.images} validation images: {verdict} "

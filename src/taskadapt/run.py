@@ -183,4 +183,30 @@ class Run:
                                   "checkpoint of the same method and backbone") from None
 
 
-__all__ = ["Run"]
+@dataclass(frozen=True)
+class OutputComparison:
+    """How far one model's raw outputs are from another's on the same images, per task of the first."""
+
+    images: int
+    max_abs_diff: dict[str, float]
+
+    @property
+    def identical(self) -> bool:
+        return all(v == 0.0 for v in self.max_abs_diff.values())
+
+
+@torch.no_grad()
+def compare_outputs(first: str | os.PathLike | Run, second: str | os.PathLike | Run, images: torch.Tensor,
+                    batch_size: int = 32) -> OutputComparison:
+    """Run both checkpoints on ``images`` (B, 3, S, S) in [0, 1] and compare every task of ``first``: an
+    adapter-only checkpoint against its full one, an extended model's old tasks against the trained model's."""
+    a, b = (r if isinstance(r, Run) else Run.open(r) for r in (first, second))
+    net_a, net_b = a.build_model(), b.build_model()
+    worst = dict.fromkeys(a.tasks, 0.0)
+    for chunk in images.split(batch_size):
+        out_a, out_b = net_a(chunk), net_b(chunk)
+        worst = {t: max(worst[t], float((out_a[t] - out_b[t]).abs().max())) for t in a.tasks}
+    return OutputComparison(images.shape[0], worst)
+
+
+__all__ = ["OutputComparison", "Run", "compare_outputs"]

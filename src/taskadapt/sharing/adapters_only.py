@@ -18,10 +18,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from taskadapt import checkpoint as ckpt
 from taskadapt.errors import CheckpointError
+from taskadapt.evaluation.loaders import eval_loader, open_split
 from taskadapt.models.backbones.pretrained import describe_weights
-from taskadapt.run import Run
+from taskadapt.run import OutputComparison, Run, compare_outputs
 
 SUFFIX = ".adapters.safetensors"
 
@@ -47,7 +50,8 @@ class AdapterExport:
         w = self.backbone_weights
         return (f"wrote {self.path}: {self.bytes:,} bytes, {100 * self.fraction:.1f} % of the full checkpoint "
                 f"({self.full_bytes:,}); {self.tensors} tensors stored, {self.left_out} frozen backbone tensors "
-                f"rebuilt on load from {w['kind']} weights {w['source']} (sha256 {w['sha256'][:12]}...)")
+                f"rebuilt on load from {w['kind']} weights {w['file'] if w['kind'] == 'bundled' else w['source']} "
+                f"(sha256 {w['sha256'][:12]}...)")
 
 
 def default_output(checkpoint: str | os.PathLike) -> Path:
@@ -119,4 +123,14 @@ def save_adapters(checkpoint: str | os.PathLike, out: str | os.PathLike | None =
                          record)
 
 
-__all__ = ["AdapterExport", "default_output", "save_adapters"]
+def verify_adapters(full: str | os.PathLike, adapters: str | os.PathLike, max_images: int = 200,
+                    split: str | None = None) -> OutputComparison:
+    """Both checkpoints' raw outputs on up to ``max_images`` images of the run's own test split (or ``split``):
+    an adapter-only checkpoint must give exactly the full one's (``identical``)."""
+    run = Run.open(full)
+    dataset = open_split(run.config.data, split or run.config.data.test_split, run.tasks)
+    images = [batch["image"] for batch in eval_loader(dataset, run.input_size, 32, max_images)]
+    return compare_outputs(run, adapters, torch.cat(images))
+
+
+__all__ = ["AdapterExport", "default_output", "save_adapters", "verify_adapters"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,18 +62,6 @@ def extend_config(checkpoint: str | os.PathLike, tasks: Sequence[str], out_dir: 
     return build_config(layer, parse_overrides(list(overrides)))
 
 
-@dataclass(frozen=True)
-class OldTaskCheck:
-    """How far the extended model's old-task outputs are from the trained model's on the same images."""
-
-    images: int
-    max_abs_diff: dict[str, float]
-
-    @property
-    def identical(self) -> bool:
-        return all(v == 0.0 for v in self.max_abs_diff.values())
-
-
 def probe_images(cfg: Config, count: int = 16) -> torch.Tensor:
     """Up to ``count`` images of the run's validation split at the model's input size, (B, 3, S, S)."""
     from taskadapt.train.data import TrainingData
@@ -84,12 +71,4 @@ def probe_images(cfg: Config, count: int = 16) -> torch.Tensor:
     return torch.cat(images)[:count]
 
 
-@torch.no_grad()
-def compare_old_tasks(before: str | os.PathLike, after: str | os.PathLike, images: torch.Tensor) -> OldTaskCheck:
-    """Run both checkpoints on ``images`` (B, 3, H, W) in [0, 1] and compare every task of ``before``."""
-    old, new = Run.open(before).build_model(), Run.open(after).build_model()
-    a, b = old(images), new(images)
-    return OldTaskCheck(images.shape[0], {t: float((a[t] - b[t]).abs().max()) for t in a})
-
-
-__all__ = ["OldTaskCheck", "compare_old_tasks", "extend_config", "probe_images"]
+__all__ = ["extend_config", "probe_images"]
