@@ -98,6 +98,18 @@ def test_adapter_only_needs_the_same_backbone_weights(trained, slim, tmp_path):
         Run(slim, meta).build_model()
 
 
+def test_adapter_only_names_hub_weights_by_their_id(trained, tmp_path, offline_hub):
+    """Backbone weights from the hub are recorded as the hf-hub: id and fetched (here: from the cache) on load."""
+    cached = put_in_hub_cache(offline_hub, "lab/tiny-backbone", {})
+    shutil.copy(trained["weights"], cached)
+    out = save_adapters(trained["full"], tmp_path / "hub.adapters.safetensors",
+                        backbone_weights="hf-hub:lab/tiny-backbone").path
+    record = Run.open(out).meta["backbone_weights"]
+    assert record["kind"] == "hub" and record["source"] == "hf-hub:lab/tiny-backbone"
+    assert torch.equal(_outputs(Run.open(out).build_model())["semseg"],
+                       _outputs(Run.open(trained["full"]).build_model())["semseg"])
+
+
 def test_adapter_only_checks_the_rebuilt_frozen_tensors(trained, slim):
     """Same weights file, but a header whose digest does not match: one clear error, no silent mismatch."""
     meta = {**Run.open(slim).meta, "frozen": {"tensors": Run.open(slim).meta["frozen"]["tensors"], "sha256": "0" * 64}}
