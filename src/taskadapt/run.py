@@ -161,8 +161,9 @@ class Run:
             raise CheckpointError(
                 f"the frozen backbone of this model ({len(keys)} tensors) is not the one adapter-only checkpoint "
                 f"'{self.path}' was trained with ({frozen.get('tensors')} tensors, digest "
-                f"{str(frozen.get('sha256'))[:12]}...): other backbone weights, size or method. Load it with the "
-                "weights its header names (taskadapt.load does), or use the full checkpoint")
+                f"{str(frozen.get('sha256'))[:12]}...): other backbone weights, size or method. Build the model "
+                "from the weights its header names (taskadapt.load does; for train.init_from set model.pretrained "
+                "to them), or use the full checkpoint")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor of the model: the file's, plus for an adapter-only checkpoint the rebuilt backbone's."""
