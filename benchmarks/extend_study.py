@@ -84,6 +84,10 @@ def main() -> None:
                       "probe_images": check.images, "affinity": Run.open(ext).affinity.tolist(),
                       "trainable": _trainable(ext_cfg), "checkpoints": {"base": str(base), "extend": str(ext),
                                                                          "joint": str(joint)}}
+        with_labels = out / f"seed{seed}" / "extend" / "checkpoints"
+        if args.no_old_labels and (with_labels / "last.safetensors").exists():  # the main study's extension
+            best = with_labels / "best.safetensors"
+            rows[seed]["extend_with_old_labels"] = _score(best if best.exists() else with_labels / "last.safetensors")
         print(f"  edge odsF: extend {rows[seed]['extend']['edge']:.4f}, joint {rows[seed]['joint']['edge']:.4f}; "
               f"old tasks identical: {check.identical}", flush=True)
     report = _report(rows, args)
@@ -109,7 +113,9 @@ def _report(rows: dict[int, dict], args) -> dict:
     tasks = [*OLD, NEW]
     lines = ["| model | trains | " + " | ".join(f"{t} {PRIMARY[t][0]} {'↑' if PRIMARY[t][1] else '↓'}" for t in tasks)
              + " |", "|---|---|" + "---:|" * len(tasks)]
-    label = {"base": "ours, 3 tasks (the trained model)", "extend": "ours, 3 tasks + edge added by `extend`",
+    added = "ours, 3 tasks + edge added by `extend`" + (" (edge labels only)" if getattr(args, "no_old_labels", False)
+                                                         else "")
+    label = {"base": "ours, 3 tasks (the trained model)", "extend": added,
              "joint": "ours, 4 tasks jointly from the start"}
     trains = {"base": "everything new", "extend": f"edge only ({rows[0]['trainable']:,} parameters)",
               "joint": "everything new"}
@@ -130,6 +136,13 @@ def _report(rows: dict[int, dict], args) -> dict:
         paired[t] = d.to_dict()
         ci = "-" if d.low is None else f"[{d.low:+.4f}, {d.high:+.4f}]"
         lines.append(f"| {t} {PRIMARY[t][0]}: extend − joint (+ = extend better) | "
+                     + ", ".join(f"{x:+.4f}" for x in d.differences) + f" | {d.mean:+.4f} | {ci} | {d.verdict} |")
+    if all("extend_with_old_labels" in r for r in rows.values()):
+        d = paired_difference({s: r["extend"][NEW] for s, r in rows.items()},
+                              {s: r["extend_with_old_labels"][NEW] for s, r in rows.items()})
+        paired["edge_only_minus_with_old_labels"] = d.to_dict()
+        ci = "-" if d.low is None else f"[{d.low:+.4f}, {d.high:+.4f}]"
+        lines.append(f"| {NEW} {PRIMARY[NEW][0]}: without − with the old tasks' labels during `extend` | "
                      + ", ".join(f"{x:+.4f}" for x in d.differences) + f" | {d.mean:+.4f} | {ci} | {d.verdict} |")
     same = all(r["old_tasks_identical"] for r in rows.values())
     lines += ["", f"Old tasks of every extended model vs its 3-task model on {rows[0]['probe_images']} validation "
