@@ -146,9 +146,33 @@ def test_save_adapters_cli(trained, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_eval_and_predict_take_adapter_only_checkpoints_and_their_weights(trained, slim, tmp_path, capsys):
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(trained["weights"], copy)
+    out = tmp_path / "eval"
+    assert main(["eval", str(slim), "--backbone-weights", str(copy), "--out", str(out)]) == 0
+    scored = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert main(["eval", str(trained["full"]), "--out", str(tmp_path / "eval-full")]) == 0
+    assert scored == json.loads((tmp_path / "eval-full" / "metrics.json").read_text())["metrics"]
+    assert set(scored) == set(OLD)
+    wrong = _backbone_file(tmp_path / "wrong.safetensors", seed=5)
+    capsys.readouterr()
+    assert main(["eval", str(slim), "--backbone-weights", str(wrong), "--out", str(tmp_path / "x")]) == 2
+    assert "sha256" in capsys.readouterr().err
+    picture = tmp_path / "pic.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(picture)
+    assert main(["predict", str(slim), str(picture), "--out", str(tmp_path / "pred"),
+                 "--backbone-weights", str(copy)]) == 0
+    assert (tmp_path / "pred" / "pic_sheet.png").is_file()
+    assert main(["eval", str(slim), str(trained["full"]), "--data", str(trained["base"] / "scenes"),
+                 "--backbone-weights", str(copy)]) == 2
+
+
 # -- the hub, offline ----------------------------------------------------------------------------------------
 
-def test_hub_round_trip_offline(trained, tmp_path, offline_hub):
+def test_hub_round_trip_offline(trained, tmp_path, offline_hub, monkeypatch):
     layout = write_repo(trained["full"], tmp_path / "repo", "lab/tiny-adapters")
     assert layout.adapters_only and sorted(p.name for p in layout.folder.iterdir()) == [
         "README.md", "config.yaml", "model.safetensors"]
@@ -165,6 +189,9 @@ def test_hub_round_trip_offline(trained, tmp_path, offline_hub):
     expected = _outputs(Run.open(trained["full"]).build_model())
     assert all(torch.equal(_outputs(predictor.model)[t], expected[t]) for t in OLD)
     assert predictor.run.adapters_only and predictor.tasks == OLD
+    monkeypatch.chdir(tmp_path)  # `eval` of a hub id writes runs/eval-<repo>-<split>, not into the hub cache
+    assert main(["eval", "hf-hub:lab/tiny-adapters"]) == 0
+    assert (tmp_path / "runs" / "eval-tiny-adapters-test" / "metrics.json").is_file()
     with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE"):
         taskadapt.load("hf-hub:lab/not-there")
     with pytest.raises(CheckpointError, match="not a hub model id"):

@@ -155,7 +155,7 @@ def train_cmd(
 @app.command("eval")
 def eval_cmd(
     checkpoints: Annotated[
-        list[Path], typer.Argument(help="One or more .safetensors checkpoints from `taskadapt train`.")
+        list[Path], typer.Argument(help="One or more checkpoints (full or adapter-only) or hf-hub:OWNER/REPO ids.")
     ],
     data: Annotated[
         list[str] | None,
@@ -175,6 +175,9 @@ def eval_cmd(
     tasks: Annotated[
         str | None, typer.Option(help="Score only these of the model's tasks, comma-separated (e.g. semseg,depth).")
     ] = None,
+    backbone_weights: Annotated[str | None, typer.Option(
+        help="An adapter-only checkpoint's backbone weights, when not where its header says (one checkpoint).")
+    ] = None,
 ) -> None:
     """Per-task metrics table; writes metrics.json and report.md (Delta_m with --baseline).
 
@@ -190,7 +193,7 @@ def eval_cmd(
         domain = parse_domain(data[0], format) if data else None  # FOLDER, NAME=FOLDER or NAME=FORMAT:FOLDER
         results = evaluate_checkpoint(checkpoints[0], data=domain.root if domain else None,
                                       format=domain.format if domain else format, split=split,
-                                      baseline=baseline, out=out, device=device,
+                                      baseline=baseline, out=out, device=device, backbone_weights=backbone_weights,
                                       tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None)
         if _is_main_process():
             console.print(metrics_table(results))
@@ -201,6 +204,9 @@ def eval_cmd(
 
     if baseline is not None:
         raise ConfigError("--baseline (Delta_m) works with one checkpoint on one dataset; drop it here")
+    if backbone_weights is not None:
+        raise ConfigError("--backbone-weights works with one checkpoint on one dataset; evaluate adapter-only "
+                          "checkpoints whose weights moved one at a time")
     if not data:
         raise ConfigError("several checkpoints: name the datasets to score them on with --data (repeatable)")
     result = evaluate_domains(checkpoints, [parse_domain(d, format) for d in data], split=split,
@@ -356,7 +362,7 @@ def export_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint from `taskadapt train`.")],
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (full or adapter-only) or hf-hub:OWNER/REPO.")],
     images: Annotated[
         list[str], typer.Argument(help="RGB images of any size, folders of images (png, jpg, jpeg, bmp, tif, tiff, "
                                        "webp; not recursive) or quoted glob patterns.")
@@ -368,11 +374,14 @@ def predict_cmd(
                                "side (aspect ratio kept); squash: stretched to the model's square, as evaluation.")
     ] = "keep",
     overwrite: Annotated[bool, typer.Option(help="Replace output files that already exist.")] = False,
+    backbone_weights: Annotated[str | None, typer.Option(
+        help="An adapter-only checkpoint's backbone weights, when not where its header says.")] = None,
 ) -> None:
     """Per image and task a coloured PNG and the raw prediction (class ids / millimetre PNG, .npy), and a sheet."""
     from taskadapt.evaluation.predictions import predict_images
 
-    paths = predict_images(checkpoint, images, out, device=device, mode=resize, overwrite=overwrite, progress=True)
+    paths = predict_images(checkpoint, images, out, device=device, mode=resize, overwrite=overwrite, progress=True,
+                           backbone_weights=backbone_weights)
     console.print(f"wrote {_e(len(paths))} files to {_e(out)}")
 
 

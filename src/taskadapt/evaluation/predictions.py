@@ -223,7 +223,7 @@ def _thumbnail(value: np.ndarray, step: int) -> np.ndarray:
 
 def predict_images(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], out: str | os.PathLike,
                    device: str | None = None, *, mode: str = "squash", overwrite: bool = False,
-                   progress: bool = False) -> list[Path]:
+                   progress: bool = False, backbone_weights: str | os.PathLike | None = None) -> list[Path]:
     """Predict every task on each picture and write its files (module table) and ``<stem>_sheet.png`` into
     ``out``.
 
@@ -241,7 +241,7 @@ def predict_images(checkpoint: str | os.PathLike, images: Sequence[str | os.Path
     run = Run.open(checkpoint)
     if not overwrite:
         _refuse_existing(planned_outputs(out_dir, stems, run.tasks))
-    predictor: Predictor = load(checkpoint, device=device)
+    predictor: Predictor = load(checkpoint, device=device, backbone_weights=backbone_weights)
     written: list[Path] = []
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

@@ -22,6 +22,7 @@ from taskadapt.evaluation.report import report_markdown
 from taskadapt.io import write_json, write_text
 from taskadapt.metrics.delta_m import delta_m, load_baseline
 from taskadapt.run import Run
+from taskadapt.sharing.hub import is_hub_id, parse_hub_id
 from taskadapt.tasks import get_task
 from taskadapt.version import __version__
 
@@ -100,20 +101,24 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
                         split: str | None = None, baseline: str | None = None, out: str | None = None,
                         progress: bool = True, tasks: list[str] | None = None,
                         options: dict[str, Any] | None = None, section: Any = None,
-                        device: str | None = None) -> dict[str, Any]:
+                        device: str | None = None, backbone_weights: str | os.PathLike | None = None
+                        ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset split and write ``metrics.json`` and ``report.md``.
 
     ``data``/``format`` default to the checkpoint's own dataset (or pass a config ``section``), ``split``
     to its test split. ``baseline``: a Delta_m baseline JSON (:mod:`taskadapt.metrics.delta_m`). ``out``
     defaults to ``<checkpoint dir>/../eval-<split>``. ``tasks``: score only these of the model's tasks (a
     dataset that labels fewer tasks); default all. ``options``: the reader's options (default: the
-    checkpoint's ``data.options`` when it reads its own format, else none).
+    checkpoint's ``data.options`` when it reads its own format, else none). ``checkpoint`` may be an
+    ``hf-hub:`` id (default ``out``: ``runs/eval-<repo>-<split>``); ``backbone_weights``: an adapter-only
+    checkpoint's backbone weights when they are not where its header says.
 
     Returns the document written to ``metrics.json`` plus ``"files": {"metrics", "report"}``.
     """
+    hub = is_hub_id(checkpoint)
     checkpoint = Path(checkpoint)
     base = load_baseline(baseline) if baseline is not None else None  # a bad file fails before the work
-    run = Run.open(checkpoint)
+    run = Run.open(str(checkpoint) if hub else checkpoint, backbone_weights)
     section = section if section is not None else eval_section(run, data, format, options)
     result = evaluate_run(run, section, split, tasks, progress=progress, device=device)
     primary = {t: {"metric": get_task(t).primary_metric, "higher_is_better": get_task(t).higher_is_better}
@@ -141,7 +146,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
         dm = delta_m(result["metrics"], base)
         doc["delta_m"] = {**dm.to_dict(), "baseline_file": str(baseline),
                           "baseline": {t: s["value"] for t, s in base["tasks"].items()}}
-    out_dir = Path(out) if out is not None else checkpoint.absolute().parent.parent / f"eval-{result['split']}"
+    if out is not None:
+        out_dir = Path(out)
+    elif hub:  # not next to the file: that is huggingface_hub's cache
+        out_dir = Path("runs") / f"eval-{parse_hub_id(str(checkpoint))[0].split('/')[-1]}-{result['split']}"
+    else:
+        out_dir = checkpoint.absolute().parent.parent / f"eval-{result['split']}"
     metrics_path, report_path = out_dir / "metrics.json", out_dir / "report.md"
     if is_main_process():  # under torchrun every rank has the results; one writes
         write_json(metrics_path, doc)
