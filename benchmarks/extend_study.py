@@ -29,7 +29,7 @@ from taskadapt.io import write_json, write_text
 from taskadapt.metrics.paired import paired_difference, summarize
 from taskadapt.run import Run, compare_outputs
 from taskadapt.train.extend import extend_config, probe_images
-from taskadapt.train.trainer import train
+from taskadapt.train.trainer import freeze_untrained, train
 
 CONFIG = "configs/scenes_science.yaml"
 OLD, NEW = ["semseg", "depth", "normals"], "edge"
@@ -104,8 +104,7 @@ def _trainable(cfg) -> int:
     from taskadapt.models import create_model
 
     model = create_model(cfg, num_classes={"semseg": 9})
-    model.freeze_tasks([t for t in cfg.model_tasks() if t not in cfg.train.train_tasks])
-    model.freeze_shared()
+    freeze_untrained(model, cfg)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

@@ -23,7 +23,7 @@ from taskadapt.run import Run, compare_outputs
 from taskadapt.sharing.adapters_only import default_output, save_adapters
 from taskadapt.sharing.publish import push, write_repo
 from taskadapt.train.extend import extend_config
-from taskadapt.train.trainer import train
+from taskadapt.train.trainer import freeze_untrained, train
 
 ARCH = {"patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2}
 TINY = ["data.scenes.train=24", "data.scenes.val=4", "data.scenes.test=4", "data.scenes.size=32",
@@ -275,8 +275,7 @@ def test_extend_grows_the_affinity_and_learns_its_new_row_and_column(trained, ex
 def test_extend_trains_only_the_new_tasks_parts(extended):
     cfg = extended["cfg"]
     model = create_model(cfg, num_classes={"semseg": 9})
-    model.freeze_tasks(OLD)
-    model.freeze_shared()
+    freeze_untrained(model, cfg)  # what the trainer applies
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"task_embeddings"} | {n for n, _ in model.named_parameters() if n.startswith("heads.edge.")}
 

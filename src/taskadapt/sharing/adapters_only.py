@@ -101,22 +101,23 @@ def save_adapters(checkpoint: str | os.PathLike, out: str | os.PathLike | None =
                               "would hold everything the full one does; share the full checkpoint")
     stored = ckpt.plain_state(model)
     digest = ckpt.tensor_digest(stored, keys)
-    # the frozen tensors must be what the named weights give: build the same model from them and compare
-    reference = Run(run.path, {**run.meta, "contents": ckpt.ADAPTERS, "backbone_weights": record,
-                               "frozen": {"tensors": len(keys), "sha256": digest}})
+    header = {"contents": ckpt.ADAPTERS, "backbone_weights": record, "frozen": {"tensors": len(keys), "sha256": digest}}
+    # the frozen tensors must be what the named weights give: rebuild the model from them as loading will
+    reference = Run(run.path, {**run.meta, **header})
     try:
         rebuilt = reference.create_network()
     except CheckpointError as err:
         raise CheckpointError(f"cannot write an adapter-only checkpoint of '{run.path}' with backbone weights "
                               f"'{source}': {err}") from None
-    again = rebuilt.frozen_pretrained_keys()
-    if again != keys or ckpt.tensor_digest(rebuilt.state_dict(), again) != digest:
+    try:
+        reference.check_frozen(rebuilt, rebuilt.frozen_pretrained_keys())
+    except CheckpointError:
         raise CheckpointError(f"the frozen backbone weights of '{run.path}' are not those of '{source}', so "
                               "an adapter-only checkpoint could not rebuild them (nothing written); pass the weights "
-                              "it was trained with as --backbone-weights")
+                              "it was trained with as --backbone-weights") from None
     meta = {k: v for k, v in run.meta.items() if k not in ("format", "format_version", "taskadapt_version",
                                                              "torch_version", "contents")}
-    meta.update(contents=ckpt.ADAPTERS, backbone_weights=record, frozen={"tensors": len(keys), "sha256": digest},
+    meta.update(header,
                 full_checkpoint={"file": run.path.name, "bytes": run.path.stat().st_size})
     ckpt.save_checkpoint(out, model, meta, leave_out=keys)
     return AdapterExport(out, out.stat().st_size, run.path.stat().st_size, len(stored) - len(keys), len(keys),

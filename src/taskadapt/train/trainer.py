@@ -240,6 +240,18 @@ def resume_config(checkpoint: str | Path, config_file: str | Path | None = None,
     return cfg, checkpoint, [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed]
 
 
+def freeze_untrained(model: TaskNetwork, cfg: Config) -> None:
+    """Tasks without labels in this run (zero-shot) and, when adding tasks (``train.train_tasks``), the old
+    ones keep their parts; with ``train.train_tasks`` nothing shared trains either."""
+    train_only = cfg.train.train_tasks
+    frozen = [t for t in cfg.model_tasks()
+              if t not in cfg.data.tasks or (train_only is not None and t not in train_only)]
+    if frozen:
+        model.freeze_tasks(frozen)
+    if train_only is not None:
+        model.freeze_shared()
+
+
 def train(cfg: Config, resume: str | Path | None = None, progress: bool = True,
           command: str | None = None) -> TrainResult:
     """Train ``cfg``; ``resume`` is a checkpoint (``.../last.safetensors``) or ``True``-ish ``"last"``.
@@ -262,7 +274,6 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
         raise ConfigError(f"out_dir '{out}' already holds a run ({last_path}); pass --resume to continue it "
                           "or set out_dir to a new folder")
     validate(cfg)  # again: the protocols derive their runs' configs from a validated one by changing fields
-    zero_shot = [t for t in cfg.model_tasks() if t not in cfg.data.tasks]
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         TrainingData.prepare(cfg, progress=progress)
@@ -288,14 +299,7 @@ def _train(cfg: Config, info: DistInfo, resume: str | Path | None, progress: boo
             source.load_weights(model)
         else:  # a task subset or superset: shared tasks carry over, new ones start fresh
             source.load_weights_for_tasks(model)
-    # tasks without labels here (zero-shot) and, when adding tasks (train.train_tasks), the old ones keep their
-    # parts; then nothing shared trains either
-    train_only = cfg.train.train_tasks
-    frozen = [t for t in cfg.model_tasks() if t in zero_shot or (train_only is not None and t not in train_only)]
-    if frozen:
-        model.freeze_tasks(frozen)
-    if train_only is not None:
-        model.freeze_shared()
+    freeze_untrained(model, cfg)
     adversary = None
     if cfg.adapt.enabled:
         adversary = DomainAdversary(cfg.adapt, cfg.model_tasks(), num_classes, cfg.train.steps).to(info.device)
